@@ -1,0 +1,102 @@
+"""Command line, in Prometheus style. The only module that parses arguments, sets up logging and exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from exporter import __version__
+from exporter.errors import ConfigError, ExporterError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = ":9756"
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``:9756`` (all interfaces), ``127.0.0.1:9756`` or ``[::1]:9756``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid listen address {text!r}: use HOST:PORT or :PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config.file", dest="config_file", metavar="PATH",
+                   help="YAML config; without it, built-in defaults watch this host")
+    p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, type=parse_listen_address,
+                   metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN})")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                   help="TLS and basic auth, exporter-toolkit format")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iptv-exporter", description="Prometheus exporter and auto-restarts for IPTV restreaming hosts."
+    )
+    parser.add_argument("--version", action="version", version=f"iptv-exporter {__version__}")
+    parser.add_argument("--log.level", dest="log_level", default="info",
+                        choices=["debug", "info", "warn", "warning", "error"])
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    _add_run_flags(parser)
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the exporter (the default)")
+    _add_run_flags(run)
+    check = sub.add_parser("check-config", help="validate a config file; list every problem; exit 1 if any")
+    check.add_argument("path")
+    return parser
+
+
+def _check_config(path: str) -> int:
+    from exporter.config import load_config
+
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from exporter.config import load_config
+    from exporter.runtime import build_runtime
+    from exporter.web.app import create_app
+    from exporter.web.webconfig import load_web_config, ssl_context
+
+    config = load_config(args.config_file)
+    web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    rt = build_runtime(config)
+    app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links)
+    host, port = args.listen
+    uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    uv.load()
+    if web_config is not None and web_config.tls_server_config is not None:
+        uv.ssl = ssl_context(web_config.tls_server_config, args.web_config_file)  # min version, client CA
+    log.info("starting iptv-exporter version=%s node=%s listen=%s:%d streams_declared=%d",
+             __version__, config.node, host, port, len(config.streams.static))
+    server = uvicorn.Server(uv)
+    server.run()
+    return 0 if server.started else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from exporter.logs import setup_logging
+
+    setup_logging("warning" if args.log_level == "warn" else args.log_level, args.log_format)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.path)
+        return _run(args)
+    except ExporterError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,92 @@
+"""Configuration: one YAML file validated whole at start-up, every problem reported with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from exporter.config.actions import Actions
+from exporter.config.base import Section
+from exporter.config.durations import Duration, format_duration, parse_duration
+from exporter.config.streams import DiscoverRule, StaticStream, Streams
+from exporter.config.viewers import AccessLog, Geo, Viewers
+from exporter.errors import ConfigError
+
+__all__ = [
+    "AccessLog", "Actions", "Config", "ConfigError", "DiscoverRule", "Duration", "Geo", "StaticStream",
+    "Streams", "Viewers", "format_duration", "load_config", "parse_config", "parse_duration",
+]
+
+
+class Config(Section):
+    node: str = Field(default="", max_length=128, validate_default=True)
+    """This host's name; alerts carry it as label ``node``. Empty: the host name."""
+    sample_interval: Duration = 5.0
+    egress_capacity_bits_per_second: float | None = Field(default=None, gt=0)
+    """Uplink capacity, exported so IPTVBandwidthPeak can compare against it."""
+    streams: Streams = Field(default_factory=Streams)
+    viewers: Viewers = Field(default_factory=Viewers)
+    geo: Geo = Field(default_factory=Geo)
+    actions: Actions | None = None
+
+    @field_validator("node")
+    @classmethod
+    def _node_default(cls, value: str) -> str:
+        if value:
+            return value
+        import socket
+
+        return socket.gethostname()
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"function-after", "function-before"} or "[" in str(part):
+            continue  # pydantic's internal steps for tagged unions and validators
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(error: Any) -> str:
+    msg = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(data: Any, path: str = "<config>") -> Config:
+    """Validate already-loaded YAML data; raise ConfigError listing every problem with its key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["(top level): expected a mapping of keys"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_key_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(path, problems) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a config file; ``None`` gives the built-in defaults that watch the local host."""
+    if path is None:
+        return parse_config({})
+    text_path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(text_path, [f"(file): cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(text_path, [f"(yaml): {where}{getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(data, text_path)

@@ -1,0 +1,159 @@
+"""IPTV / Overview: is everything up, how many watch, how much goes out, what is firing."""
+
+from __future__ import annotations
+
+from exporter.dashboards.core import (
+    Json,
+    annotation,
+    bargauge,
+    dashboard,
+    datasource_variable,
+    override,
+    stat,
+    table,
+    target,
+    timeseries,
+)
+from exporter.dashboards.promql import bits, named, sel, standard_variables
+
+UID = "iptv-overview"
+
+
+def build() -> Json:
+    up = sel("iptv_stream_up")
+    viewers = f"sum by (node, stream) ({sel('iptv_stream_viewers')})"
+    stats = [
+        stat(
+            "Streams up",
+            "Streams running now, of all declared and discovered streams (iptv_stream_up).",
+            [target(f"sum({up})", "up", instant=True), target(f"count({up})", "total", instant=True)],
+            unit="short",
+            text_mode="value_and_name",
+            graph=False,
+        ),
+        stat(
+            "Streams down",
+            "Declared streams that are not running now (iptv_stream_up == 0).",
+            [target(f"count({up} == 0) or vector(0)", instant=True)],
+            unit="short",
+            steps=((None, "green"), (1, "red")),
+            graph=False,
+        ),
+        stat(
+            "Viewers",
+            "Viewers watching now, summed over the selected streams (iptv_stream_viewers).",
+            [target(f"sum({sel('iptv_stream_viewers')})")],
+            unit="short",
+        ),
+        stat(
+            "Lines online",
+            "Subscriber lines (usernames) with a request inside the viewer window (iptv_lines_online).",
+            [target(f"sum({sel('iptv_lines_online', stream=False)})")],
+            unit="short",
+        ),
+        stat(
+            "Egress",
+            "Bits per second sent to viewers, from the access log bytes of the selected streams.",
+            [target(bits("iptv_stream_sent_bytes_total", by=""))],
+            unit="bps",
+        ),
+        stat(
+            "Lines sharing",
+            "Lines seen from several IPs or countries at once (iptv_lines_sharing_suspected).",
+            [target(f"sum({sel('iptv_lines_sharing_suspected', stream=False)})")],
+            unit="short",
+            steps=((None, "green"), (1, "orange")),
+        ),
+    ]
+    top = bargauge(
+        "Top streams by viewers",
+        "The ten streams with most viewers now, named from iptv_stream_info.",
+        [target(f"topk(10, {named(viewers)})", "{{name}} ({{node}})")],
+        unit="short",
+        size=(12, 10),
+    )
+    alerts = table(
+        "Firing alerts",
+        "Prometheus alerts firing now (ALERTS{alertstate=\"firing\"}), from the rules in prometheus/rules.",
+        [target('sum by (alertname, severity, node, stream) (ALERTS{alertstate="firing"})')],
+        unit="short",
+        size=(12, 10),
+        columns={
+            "alertname": "Alert",
+            "severity": "Severity",
+            "node": "Node",
+            "stream": "Stream",
+            "Value": "Series",
+        },
+        sort_by="Severity",
+    )
+    trends = [
+        timeseries(
+            "Viewers per stream",
+            "Viewers over time, stacked per stream.",
+            [target(named(viewers), "{{name}} ({{node}})")],
+            unit="short",
+            stacked=True,
+        ),
+        timeseries(
+            "Egress per node",
+            "Bits per second sent to viewers per node (access log bytes of the selected streams).",
+            [target(bits("iptv_stream_sent_bytes_total", by="node"), "{{node}}")],
+            unit="bps",
+            stacked=True,
+        ),
+    ]
+    sources = table(
+        "Exporter sources",
+        "Whether each exporter source (processes, sockets, access log, progress, hls) succeeded on its "
+        "last run, and how long it took.",
+        [
+            target(f"min by (node, source) ({sel('iptv_exporter_source_up', stream=False)})"),
+            target(f"max by (node, source) ({sel('iptv_exporter_source_duration_seconds', stream=False)})"),
+        ],
+        unit="short",
+        size=(24, 7),
+        columns={"node": "Node", "source": "Source", "Value #A": "Up", "Value #B": "Duration"},
+        overrides=[
+            override(
+                "Up",
+                mappings=[
+                    {
+                        "type": "value",
+                        "options": {
+                            "0": {"text": "failing", "color": "red", "index": 0},
+                            "1": {"text": "ok", "color": "green", "index": 1},
+                        },
+                    }
+                ],
+                custom__cellOptions={"type": "color-text"},
+            ),
+            override("Duration", unit="s"),
+        ],
+    )
+    return dashboard(
+        uid=UID,
+        title="IPTV / Overview",
+        description="Streams up, viewers, lines, egress and firing alerts across the selected nodes.",
+        tags=["overview"],
+        variables=[datasource_variable(), *standard_variables()],
+        annotations=[
+            annotation(
+                "Restarts",
+                f"changes({sel('iptv_stream_restarts_total')}[2m]) > 0",
+                title="Restart {{stream}}",
+                text="Stream {{stream}} on {{node}} got a new process",
+                color="orange",
+                tag_keys="node,stream",
+            ),
+            annotation(
+                "Actions",
+                f"changes({sel('iptv_actions_total')}[2m]) > 0",
+                title="{{action}} {{stream}}: {{result}}",
+                text="Automatic {{action}} of stream {{stream}} on {{node}} ended {{result}}",
+                color="purple",
+                tag_keys="node,stream,action,result",
+            ),
+        ],
+        rows=[stats, [top, alerts], trends, [sources]],
+    )

@@ -1,0 +1,62 @@
+"""The stream inventory: declared streams plus those discovered from processes this round."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from exporter.config import Config
+from exporter.snapshot import StreamRef
+from exporter.sources.processes import ProcessesResult
+
+log = logging.getLogger(__name__)
+
+
+def read_names(path: Path) -> dict[str, str]:
+    """``id,name`` rows (a header row ``id,name`` is allowed); a missing file is an empty map and a warning."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        log.warning("stream names file unreadable path=%s error=%s", path, exc.strerror)
+        return {}
+    return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[0].strip() and r[0] != "id"}
+
+
+def _pattern(pattern: str | None, stream: str) -> str | None:
+    return pattern.replace("{stream}", stream) if pattern else None
+
+
+def build_inventory(
+    config: Config, processes: ProcessesResult | None, names: Mapping[str, str]
+) -> Mapping[str, StreamRef]:
+    """Static streams always; discovered streams while their processes run (or ran since we started).
+
+    A discovered stream stays in the inventory once seen, so its counters do not vanish while it is down:
+    a crash must read ``iptv_stream_up 0``, not an absent series that silences the alerts.
+    """
+    cfg = config.streams
+    out: dict[str, StreamRef] = {}
+    for s in cfg.static:
+        seen = processes.streams.get(s.id) if processes else None
+        out[s.id] = StreamRef(
+            id=s.id,
+            name=s.name or names.get(s.id, s.id),
+            declared=True,
+            playlist=str(s.playlist) if s.playlist else _pattern(cfg.playlist, s.id) or (seen.playlist if seen else None),
+            progress=str(s.progress) if s.progress else _pattern(cfg.progress, s.id) or (seen.progress if seen else None),
+        )
+    for stream, seen in (processes.streams.items() if processes else ()):
+        if stream in out:
+            continue
+        out[stream] = StreamRef(
+            id=stream,
+            name=names.get(stream, stream),
+            declared=False,
+            playlist=_pattern(cfg.playlist, stream) or seen.playlist,
+            progress=_pattern(cfg.progress, stream) or seen.progress,
+        )
+    return MappingProxyType(out)
