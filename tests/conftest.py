@@ -1,0 +1,40 @@
+"""Shared fixtures. Real parts start on free loopback ports and are always stopped, even on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Exporter, Proc
+
+
+@pytest.fixture
+def procs() -> Iterator[Callable[..., Proc]]:
+    """Start child processes that are stopped at teardown: ``procs(argv, log=path)``."""
+    started: list[Proc] = []
+
+    def start(argv: list[str], **kw: object) -> Proc:
+        p = Proc(argv, **kw).start()  # type: ignore[arg-type]
+        started.append(p)
+        return p
+
+    yield start
+    for p in reversed(started):
+        p.stop()
+
+
+@pytest.fixture
+def exporter(tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
+    """Start the real exporter process: ``exporter(config_path, args=[...])``; stopped at teardown."""
+    started: list[Exporter] = []
+
+    def start(config: Path | None, *, args: tuple[str, ...] = (), wait_ready: bool = True) -> Exporter:
+        e = Exporter(config, tmp_path, args=args).start(wait_ready=wait_ready)
+        started.append(e)
+        return e
+
+    yield start
+    for e in started:
+        e.stop()
