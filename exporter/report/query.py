@@ -114,10 +114,7 @@ class PrometheusClient:
     def _call(self, path: str, form: dict[str, str] | None) -> Any:
         what = f" for query {form['query']!r}" if form and "query" in form else ""
         try:
-            if form is None:
-                response = self._http.get(path)
-            else:
-                response = self._http.post(path, data=form)
+            response = self._http.get(path) if form is None else self._http.post(path, data=form)
         except httpx.TimeoutException as exc:
             raise ReportError(f"Prometheus at {self.url} timed out{what}: {exc}") from exc
         except httpx.TransportError as exc:
