@@ -36,11 +36,12 @@ def wait_until(check: Callable[[], T | None], timeout: float = 20.0, interval: f
     last: object = None
     while True:
         try:
-            last = check()
+            value = check()
+            if value:
+                return value
+            last = value
         except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
             last = exc
-        if last:
-            return last  # type: ignore[return-value]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last={last!r}")
         time.sleep(interval)
@@ -83,9 +84,13 @@ class Proc:
     popen: subprocess.Popen[bytes] = field(init=False)
 
     def start(self) -> Proc:
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives with the child
-        self.popen = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        if self.log is None:
+            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            return self
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 
     @property
@@ -121,11 +126,14 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return out
 
 
-def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float | None:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric(samples: Samples, metric_name: str, /, **labels: str) -> float | None:
     """The value of one sample whose labels include ``labels`` (None if absent)."""
     want = set(labels.items())
     for (n, lbls), v in samples.items():
-        if n == name and want <= set(lbls):
+        if n == metric_name and want <= set(lbls):
             return v
     return None
 
@@ -162,6 +170,18 @@ class Exporter:
         r = httpx.get(self.url + "/metrics", timeout=5, **kw)  # type: ignore[arg-type]
         r.raise_for_status()
         return parse_metrics(r.text)
+
+    def wait_for(
+        self, predicate: Callable[[dict[tuple[str, tuple[tuple[str, str], ...]], float]], object],
+        what: str, timeout: float = 20.0,
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Scrape until ``predicate(samples)`` holds; return those samples."""
+
+        def check() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            samples = self.scrape()
+            return samples if predicate(samples) else None
+
+        return wait_until(check, timeout=timeout, what=what)
 
     def metrics_text(self) -> str:
         return httpx.get(self.url + "/metrics", timeout=5).text
