@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(run)
     check = sub.add_parser("check-config", help="validate a config file; list every problem; exit 1 if any")
     check.add_argument("path")
+    from exporter import report
+
+    report.add_arguments(sub.add_parser("report", help="bandwidth report (CSV, JSON, HTML) from Prometheus"))
     return parser
 
 
@@ -94,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.path)
+        if args.command == "report":
+            from exporter import report
+
+            return report.run(args)
         return _run(args)
     except ExporterError as exc:
         print(str(exc), file=sys.stderr)
