@@ -21,6 +21,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""Scraped samples: ``{(sample name, sorted label pairs): value}``."""
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -117,16 +119,13 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
 
-def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def parse_metrics(text: str) -> Samples:
     """Exposition text to ``{(sample name, sorted labels): value}``."""
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    out: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
-
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def metric(samples: Samples, metric_name: str, /, **labels: str) -> float | None:
@@ -147,10 +146,13 @@ class Exporter:
     args: Sequence[str] = ()
     port: int = field(default_factory=free_port)
     proc: Proc | None = None
+    scheme: str = "http"
+    client: dict[str, object] = field(default_factory=dict)
+    """Extra httpx arguments for every request the helper makes (``auth``, ``verify``)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> Exporter:
         argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{self.port}", *self.args]
@@ -164,20 +166,20 @@ class Exporter:
     def _ready(self) -> bool:
         if self.proc is not None and not self.proc.alive():
             raise AssertionError(f"exporter exited: {self.proc.output()}")
-        return httpx.get(self.url + "/-/ready", timeout=2).status_code == 200
+        return httpx.get(self.url + "/-/ready", timeout=2, **self.client).status_code == 200  # type: ignore[arg-type]
 
-    def scrape(self, **kw: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        r = httpx.get(self.url + "/metrics", timeout=5, **kw)  # type: ignore[arg-type]
+    def scrape(self) -> Samples:
+        r = httpx.get(self.url + "/metrics", timeout=5, **self.client)  # type: ignore[arg-type]
         r.raise_for_status()
         return parse_metrics(r.text)
 
     def wait_for(
-        self, predicate: Callable[[dict[tuple[str, tuple[tuple[str, str], ...]], float]], object],
+        self, predicate: Callable[[Samples], object],
         what: str, timeout: float = 20.0,
-    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    ) -> Samples:
         """Scrape until ``predicate(samples)`` holds; return those samples."""
 
-        def check() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+        def check() -> Samples | None:
             samples = self.scrape()
             return samples if predicate(samples) else None
 
