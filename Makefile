@@ -1,0 +1,51 @@
+# Every target sets up what it needs first, so each works on a fresh Debian 12 machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := python3-venv ffmpeg nginx-light prometheus prometheus-alertmanager chromium openssl iproute2
+PYTEST_ARGS ?=
+
+.PHONY: run demo test lint generate check-generated test-rules bench clean system-deps venv
+
+# Debian packages the tests drive for real; installed only when one is missing.
+system-deps:
+	@missing=""; for b in ffmpeg nginx prometheus promtool prometheus-alertmanager amtool chromium openssl ss; do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages (missing:$$missing)"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $(APT_PACKAGES); fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,report]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: demo
+demo: venv
+	@command -v ffmpeg >/dev/null || echo "note: ffmpeg not found; the demo uses its built-in stand-in streams (make system-deps installs it)"
+	$(VENV)/bin/iptv-exporter demo
+
+test: system-deps venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-rules: system-deps venv
+	$(PY) -m pytest tests/test_rules.py
+
+lint: venv
+	$(VENV)/bin/ruff check exporter tests
+	$(VENV)/bin/mypy exporter
+
+generate: venv
+	$(PY) -m exporter.dashboards
+
+check-generated: venv
+	$(PY) -m exporter.dashboards --check
+
+bench: system-deps venv
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
