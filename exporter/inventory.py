@@ -42,12 +42,13 @@ def build_inventory(
     out: dict[str, StreamRef] = {}
     for s in cfg.static:
         seen = processes.streams.get(s.id) if processes else None
+        hinted_playlist, hinted_progress = (seen.playlist, seen.progress) if seen else (None, None)
         out[s.id] = StreamRef(
             id=s.id,
             name=s.name or names.get(s.id, s.id),
             declared=True,
-            playlist=str(s.playlist) if s.playlist else _pattern(cfg.playlist, s.id) or (seen.playlist if seen else None),
-            progress=str(s.progress) if s.progress else _pattern(cfg.progress, s.id) or (seen.progress if seen else None),
+            playlist=str(s.playlist) if s.playlist else _pattern(cfg.playlist, s.id) or hinted_playlist,
+            progress=str(s.progress) if s.progress else _pattern(cfg.progress, s.id) or hinted_progress,
         )
     for stream, seen in (processes.streams.items() if processes else ()):
         if stream in out:

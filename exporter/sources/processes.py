@@ -141,7 +141,7 @@ def read_processes(names: set[str | None]) -> list[ProcInfo]:
             with p.oneshot():
                 times = p.cpu_times()
                 try:
-                    read_bytes: int | None = p.io_counters().read_chars  # type: ignore[attr-defined]
+                    read_bytes: int | None = p.io_counters().read_chars
                 except (psutil.AccessDenied, AttributeError):
                     read_bytes = None
                 try:

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter import __version__
 from exporter.sampler import Sampler
@@ -60,7 +60,7 @@ class BasicAuthMiddleware:
                 await response(scope, receive, send)
                 return
 
-        async def send_with_headers(message: dict) -> None:  # type: ignore[type-arg]
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and self.headers:
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [
@@ -149,7 +149,7 @@ def create_app(
     if web_config is not None and (web_config.basic_auth_users or web_config.http_server_config.headers):
         middleware.append(
             Middleware(
-                BasicAuthMiddleware,  # type: ignore[arg-type]
+                BasicAuthMiddleware,
                 auth=BasicAuth(dict(web_config.basic_auth_users)),
                 headers=dict(web_config.http_server_config.headers),
             )
