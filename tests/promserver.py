@@ -160,7 +160,7 @@ def _tail(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
-def api(url: str, path: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> dict[str, Any]:
+def api(url: str, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """GET ``/api/v1/<path>`` and return the JSON body (``status`` is "success" or "error")."""
     response = httpx.get(f"{url}/api/v1/{path}", params=params, timeout=30.0)
     body: dict[str, Any] = response.json()

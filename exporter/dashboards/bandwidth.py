@@ -39,9 +39,9 @@ def country_bits() -> str:
     """
     by_country = f"sum by (node, instance, country) (iptv_connections{{{NODE}}})"
     total = f"sum by (node, instance) (iptv_connections{{{NODE}}})"
-    egress = f"sum by (node, instance) ({rate(SOCKETS, stream=False)}) * 8"
+    egress = f"sum by (node, instance) ({rate(SOCKETS, stream=False)})"
     share = f"{by_country} / on (node, instance) group_left {total}"
-    return f"sum by (country) (({share}) * on (node, instance) group_left ({egress}))"
+    return f"sum by (country) (({share}) * on (node, instance) group_left {egress}) * 8"
 
 
 def build() -> Json:
@@ -88,7 +88,15 @@ def build() -> Json:
             target(bits(READ, by=""), "ingest"),
         ],
         unit="bps",
-        size=(24, 8),
+        size=(16, 8),
+    )
+    utilization = timeseries(
+        "Egress capacity used",
+        "Each node's egress on the wire as a share of its configured uplink capacity "
+        "(recording rule iptv:node_egress_utilization:ratio_rate1m; absent where no capacity is set).",
+        [target(f"max by (node) (iptv:node_egress_utilization:ratio_rate1m{{{NODE}}})", "{{node}}")],
+        unit="percentunit",
+        size=(8, 8),
     )
     per_stream = [
         timeseries(
@@ -158,5 +166,5 @@ def build() -> Json:
         description=f"Egress and ingest per node, stream and country; rates use {RATE}.",
         tags=["bandwidth"],
         variables=[datasource_variable(), *standard_variables()],
-        rows=[stats, [overall], per_stream, by_place, [over_range]],
+        rows=[stats, [overall, utilization], per_stream, by_place, [over_range]],
     )

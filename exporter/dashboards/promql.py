@@ -24,8 +24,8 @@ def rate(metric: str, *matchers: str, stream: bool = True, window: str = RATE) -
 
 
 def bits(metric: str, by: str = "node, stream") -> str:
-    """Bits per second from a bytes counter, summed ``by``."""
-    inner = rate(metric, stream="stream" in by)
+    """Bits per second from a per-stream bytes counter of the selected streams, summed ``by``."""
+    inner = rate(metric)
     return f"sum by ({by}) ({inner}) * 8" if by else f"sum({inner}) * 8"
 
 
