@@ -117,7 +117,7 @@ def openmetrics(t0: int) -> str:
     for stream, name in NAMES.items():
         for k in samples:
             lines.append(f'iptv_stream_info{{{target("edge-1")},stream="{stream}",name="{name}"}} 1 {t0 + k * SCRAPE}')
-    gauge("iptv_connections", CONNECTIONS, "country")
+    gauge("iptv_connections", {(country, node): f for (node, country), f in CONNECTIONS.items()}, "country")
     counter("iptv_connections_sent_bytes_total", {(port, node): f for (node, port), f in EGRESS.items()}, "port")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
@@ -366,7 +366,7 @@ def test_progress_bar_on_a_terminal(prom: Prom) -> None:
     add_arguments(parser)
     out, err = io.StringIO(), Tty()
     assert run(parser.parse_args([*window(prom), "--step", "15s", "--format", "csv"]), stdout=out, stderr=err) == 0
-    assert "querying Prometheus" in err.getvalue() and "2/2" in err.getvalue()
+    assert "querying Prometheus" in err.getvalue() and "0/2 " in err.getvalue()
 
 
 def test_html_renders_in_chromium(prom: Prom, tmp_path: Path) -> None:
@@ -467,7 +467,7 @@ def test_compute_report_totals() -> None:
 def test_step_choice_and_alignment() -> None:
     assert choose_step(7200, 60) == 60 and choose_step(86400, 60) == 120 and choose_step(30 * 86400, 60) == 3600
     p = make_period(now=1_000_030.0, range_=3600.0, start=None, end=None, step=None, min_step=60)
-    assert (p.start, p.end, p.step, p.steps) == (996_360, 999_960, 60, 60)
+    assert (p.start, p.end, p.step, p.steps) == (996_420, 1_000_020, 60, 60)
     p = make_period(now=0, range_=None, start=100.0, end=7250.0, step=None, min_step=60)
     assert (p.start, p.end) == (60, 7260)
     with pytest.raises(ReportError, match="not both"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -32,7 +33,12 @@ def _svg(fig: Figure, salt: str) -> str:
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(out, format="svg", metadata={"Date": None}, bbox_inches="tight")
     text = out.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    # Scale with the page: keep the viewBox, drop the fixed size in points.
+    head, rest = text.split(">", 1)
+    head = re.sub(r'\s(width|height)="[^"]*"', "", head)
+    return f'{head} preserveAspectRatio="xMinYMin meet">{rest}'
+
 
 
 def bitrate_chart(period: Period, bitrate: Sequence[float], peak_at: float | None, p95: float) -> str:

@@ -9,6 +9,7 @@ from exporter.report.compute import Report, Row
 from exporter.report.period import iso
 
 TOP = 10
+PLURAL = {"stream": "Streams", "country": "Countries", "node": "Nodes"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px auto;
@@ -24,7 +25,7 @@ th:first-child,td:first-child,td.name,th.name{text-align:left}
 thead th{background:#f6f8fa;position:sticky;top:0}
 tfoot td{font-weight:600;border-top:2px solid #1f2328}
 .bar{display:inline-block;height:8px;background:#1f6feb;border-radius:2px;vertical-align:middle;margin-left:6px}
-figure{margin:12px 0}figure svg{max-width:100%;height:auto}
+figure{margin:12px 0}figure svg{width:100%;height:auto;display:block}
 .note{color:#59636e;font-style:italic}
 """
 
@@ -54,7 +55,7 @@ def _cards(report: Report) -> str:
         ("Peak bitrate", human_bps(f.peak_bps), f"{round(f.peak_bps):,} bit/s{peak_when}"),
         ("95th percentile", human_bps(f.p95_bps), f"{round(f.p95_bps):,} bit/s"),
         ("Viewer-hours", f"{f.viewer_hours:,.1f}", f"{f.viewer_hours:,.3f}"),
-        (f"{report.by.capitalize()}s", str(len(report.rows)), ""),
+        (PLURAL.get(report.by, report.by), str(len(report.rows)), ""),
     ]
     return "".join(
         f'<div class="card" title="{escape(exact)}"><div class="v">{escape(value)}</div>'
@@ -80,9 +81,10 @@ def _cells(report: Report, row: Row) -> str:
 
 def _table(report: Report) -> str:
     name = '<th class="name">name</th>' if report.by == "stream" else ""
+    hours = "connection-hours" if report.by == "country" else "viewer-hours"
     head = (
         f"<tr><th>{escape(report.by)}</th>{name}<th>bytes sent</th><th>average</th><th>peak</th>"
-        "<th>95th percentile</th><th>viewer-hours</th><th>share</th></tr>"
+        f"<th>95th percentile</th><th>{hours}</th><th>share</th></tr>"
     )
     body = "".join(f"<tr>{_cells(report, row)}</tr>" for row in report.rows)
     foot = f"<tr>{_cells(report, report.total)}</tr>"
