@@ -193,7 +193,10 @@ def expected_by_country() -> dict[str, Expected]:
     return {c: Expected(sent[c], viewers[c]) for c in countries}
 
 
-def expected_rows(model: dict[str, Expected], t0: int, duration: int = DURATION) -> tuple[list[dict[str, object]], dict[str, object]]:
+Figures = dict[str, object]
+
+
+def expected_rows(model: dict[str, Expected], t0: int, duration: int = DURATION) -> tuple[list[Figures], Figures]:
     total_bytes = sum((sum(e.bytes_per_minute, Fraction(0)) for e in model.values()), Fraction(0))
     rows = {key: e.figures(total_bytes, t0, duration) for key, e in model.items()}
     total = Expected(
