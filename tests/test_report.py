@@ -16,10 +16,11 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -102,7 +103,7 @@ def openmetrics(t0: int) -> str:
                 value += rate(m) * SCRAPE
                 lines.append(f"{name}{{{labels}}} {value} {t0 + k * SCRAPE}")
 
-    def gauge(name: str, series: dict[tuple[str, str], Callable[[int], int | None]], label: str) -> None:
+    def gauge(name: str, series: Mapping[tuple[str, str], Callable[[int], int | None]], label: str) -> None:
         lines.append(f"# TYPE {name} gauge")
         for (key, node), value_of in series.items():
             labels = f'{target(node)},{label}="{key}"'
@@ -265,10 +266,10 @@ def window(prom: Prom) -> list[str]:
     return ["--prometheus", prom.url, "--start", str(prom.t0), "--end", str(prom.t0 + DURATION)]
 
 
-def _check_json(prom: Prom, by: str, model: dict[str, Expected]) -> dict[str, object]:
+def _check_json(prom: Prom, by: str, model: dict[str, Expected]) -> Any:
     code, out, err = report(*window(prom), "--by", by, "--format", "json")
     assert code == 0, err
-    doc = json.loads(out)
+    doc: Any = json.loads(out)
     rows, total = expected_rows(model, prom.t0)
     assert doc["start"] == iso(prom.t0) and doc["end"] == iso(prom.t0 + DURATION)
     assert doc["step_seconds"] == STEP
@@ -285,7 +286,7 @@ def _check_json(prom: Prom, by: str, model: dict[str, Expected]) -> dict[str, ob
 
 def test_by_stream_json_every_figure(prom: Prom) -> None:
     doc = _check_json(prom, "stream", expected_by_stream())
-    rows = {r["stream"]: r for r in doc["rows"]}  # type: ignore[attr-defined]
+    rows = {r["stream"]: r for r in doc["rows"]}
     # A few figures written out, in case the model above and the code share a mistake.
     assert rows["5"]["bytes_sent"] == 7_200_000_000
     assert rows["5"]["avg_bps"] == rows["5"]["peak_bps"] == rows["5"]["p95_bps"] == 8_000_000
@@ -295,7 +296,7 @@ def test_by_stream_json_every_figure(prom: Prom) -> None:
     assert rows["7"]["p95_bps"] == 19_200_000  # 7th highest of 120 steps: 2,400,000 B/s
     assert rows["7"]["viewer_hours"] == 16.0
     assert rows["9"]["bytes_sent"] == 90 * 60 * 250_000  # across the counter reset
-    assert [r["stream"] for r in doc["rows"]] == ["5", "7", "9"]  # type: ignore[attr-defined]
+    assert [r["stream"] for r in doc["rows"]] == ["5", "7", "9"]
 
 
 def test_by_stream_csv_every_figure(prom: Prom) -> None:
@@ -321,18 +322,18 @@ def test_by_stream_csv_every_figure(prom: Prom) -> None:
 
 def test_by_country_apportions_node_egress(prom: Prom) -> None:
     doc = _check_json(prom, "country", expected_by_country())
-    rows = {r["country"]: r for r in doc["rows"]}  # type: ignore[attr-defined]
+    rows = {r["country"]: r for r in doc["rows"]}
     assert rows["DE"]["bytes_sent"] == 60 * 60 * (1_125_000 + 750_000) + 110 * 60 * 100_000
     assert rows["FR"]["bytes_sent"] == 60 * 60 * (375_000 + 750_000)
     assert rows["GB"]["bytes_sent"] == 110 * 60 * 300_000
     assert rows[UNATTRIBUTED]["bytes_sent"] == 10 * 60 * 400_000 + DURATION * 100_000
-    assert doc["total"]["bytes_sent"] == DURATION * 2_000_000  # type: ignore[index]
+    assert doc["total"]["bytes_sent"] == DURATION * 2_000_000
     assert rows["FR"]["viewer_hours"] == 40.0
 
 
 def test_by_node_groups_by_node_label_or_instance(prom: Prom) -> None:
     doc = _check_json(prom, "node", expected_by_node())
-    rows = {r["node"]: r for r in doc["rows"]}  # type: ignore[attr-defined]
+    rows = {r["node"]: r for r in doc["rows"]}
     assert rows["edge-1"]["bytes_sent"] == DURATION * 1_500_000
     assert rows["edge-1"]["viewer_hours"] == 28.0
     assert rows["edge-3:9756"]["bytes_sent"] == DURATION * 100_000
@@ -436,6 +437,20 @@ def test_missing_metric(tmp_path: Path) -> None:
     finally:
         proc.stop()
     assert code == 1 and "metric iptv_connections_sent_bytes_total not found" in err
+
+
+def test_not_a_prometheus_api(prom: Prom) -> None:
+    code, _, err = report(*window(prom)[2:], "--prometheus", prom.url + "/nope")
+    assert code == 1 and "answered HTTP 404" in err and "is the URL right?" in err
+
+
+def test_html_notes_a_missing_breakdown(prom: Prom, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    code, _, err = report(*window(prom), "--format", "html", "--output", str(page), "--selector", 'stream!=""')
+    assert code == 0, err
+    html = page.read_text()
+    assert '<figure id="chart-streams"><svg' in html
+    assert "Bandwidth by country: not available (empty range: no iptv_connections_sent_bytes_total data" in html
 
 
 def test_server_error_is_reported(prom: Prom) -> None:
