@@ -284,7 +284,8 @@ def query_variable(
         "type": "query",
         "datasource": DATASOURCE,
         "definition": query,
-        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        # qryType 1 is "label values" in Grafana's Prometheus variable editor (the form it saves).
+        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if include_all else {},
         "hide": 0,
         "includeAll": include_all,
