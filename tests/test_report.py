@@ -22,7 +22,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from exporter.report import add_arguments, run
@@ -30,7 +29,8 @@ from exporter.report.compute import UNATTRIBUTED, apportion, compute_report, per
 from exporter.report.errors import ReportError
 from exporter.report.period import Period, choose_step, make_period, parse_time
 from exporter.report.query import PrometheusClient, chunks
-from tests.helpers import REPO, Proc, free_port, require_binary, wait_until
+from tests.helpers import REPO, free_port, require_binary
+from tests.promserver import backfill, prometheus_config, start_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,7 @@ def expected_rows(model: dict[str, Expected], t0: int, duration: int = DURATION)
     return [{"key": k, **rows[k]} for k in ordered], total
 
 
-# ---------------------------------------------------------------- a real Prometheus
+# ---------------------------------------------------------------- a real Prometheus (tests/promserver.py)
 
 @dataclass
 class Prom:
@@ -216,42 +216,13 @@ class Prom:
     t0: int
 
 
-def start_prometheus(tmp: Path, data: str | None) -> tuple[Proc, str]:
-    """Backfill ``data`` (OpenMetrics) if given, start Prometheus on a free port, wait for /-/ready."""
-    prometheus, promtool = require_binary("prometheus"), require_binary("promtool")
-    tsdb = tmp / "tsdb"
-    tsdb.mkdir()
-    if data is not None:
-        source = tmp / "data.om"
-        source.write_text(data)
-        done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(tsdb)],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr + done.stdout
-    config = tmp / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    port = free_port()
-    proc = Proc([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
-                 "--storage.tsdb.retention.time=30d", f"--web.listen-address=127.0.0.1:{port}"],
-                log=tmp / "prometheus.log").start()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"prometheus exited: {proc.output()[-2000:]}")
-        return httpx.get(url + "/-/ready", timeout=2).status_code == 200
-
-    wait_until(ready, timeout=60, what="prometheus ready")
-    return proc, url
-
-
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
     t0 = (int(time.time()) // 3600 - 4) * 3600  # whole hour, data ends 2-3 h ago (well within retention)
-    proc, url = start_prometheus(tmp_path_factory.mktemp("prom"), openmetrics(t0))
-    try:
+    data = tmp_path_factory.mktemp("prom") / "data"
+    backfill(openmetrics(t0), data)
+    with start_prometheus(prometheus_config(), data) as url:
         yield Prom(url=url, t0=t0)
-    finally:
-        proc.stop()
 
 
 def report(*argv: str) -> tuple[int, str, str]:
@@ -431,11 +402,8 @@ def test_empty_range(prom: Prom) -> None:
 
 
 def test_missing_metric(tmp_path: Path) -> None:
-    proc, url = start_prometheus(tmp_path, None)
-    try:
+    with start_prometheus(prometheus_config(), tmp_path / "data") as url:
         code, _, err = report("--prometheus", url, "--range", "1h", "--by", "country")
-    finally:
-        proc.stop()
     assert code == 1 and "metric iptv_connections_sent_bytes_total not found" in err
 
 
