@@ -15,9 +15,13 @@ Start one with history backfilled and the repository's rules loaded::
             wait_for_rules(url)                      # every rule group evaluated once
             assert query(url, "iptv_stream_up")
 
-or let it scrape something: ``prometheus_config(scrape_targets=["127.0.0.1:9756"])``. Prometheus writes
-its log next to the data directory (``<data>.log``); a failed start raises with the log's tail. For one
-server per module, wrap ``start_prometheus`` in a module-scoped fixture with ``tmp_path_factory``.
+Backfilled history must end by the time Prometheus starts: the TSDB refuses new samples (scrapes, rule
+results) older than its newest block, so history "into the future" silently breaks the rules. Or let it
+scrape something: ``prometheus_config(scrape_targets=["127.0.0.1:9756"], target_labels={"node": "edge-1"})``.
+
+Prometheus writes its log next to the data directory (``<data>.log``); a failed start raises with the log's
+tail. For one server per module, wrap ``start_prometheus`` in a module-scoped fixture with
+``tmp_path_factory``.
 """
 
 from __future__ import annotations
