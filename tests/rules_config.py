@@ -82,7 +82,7 @@ def alertmanager_config(
             route[key] = value
             restart.pop(key, None)
     config["receivers"] = kept
-    return yaml.safe_dump(config, sort_keys=False)
+    return str(yaml.safe_dump(config, sort_keys=False))
 
 
 def prometheus_config(
@@ -115,8 +115,8 @@ def prometheus_config(
             job["file_sd_configs"] = [{"files": [str(targets_files[job["job_name"]])], "refresh_interval": "1s"}]
             jobs.append(job)
     config["scrape_configs"] = jobs
-    # yaml.safe_dump would repeat the relabel anchor inline; that is what Prometheus sees anyway.
-    return yaml.safe_dump(config, sort_keys=False)
+    # The shared relabel list comes out as a YAML anchor and alias, as in the shipped file.
+    return str(yaml.safe_dump(config, sort_keys=False))
 
 
 def targets_file(path: Path, targets: Mapping[str, str]) -> Path:
