@@ -11,12 +11,14 @@ from pydantic import Field, ValidationError, field_validator
 from exporter.config.actions import Actions
 from exporter.config.base import Section
 from exporter.config.durations import Duration, format_duration, parse_duration
+from exporter.config.health import ErrorLog, Errors, Progress
 from exporter.config.streams import DiscoverRule, StaticStream, Streams
 from exporter.config.viewers import AccessLog, Geo, Viewers
 from exporter.errors import ConfigError
 
 __all__ = [
-    "AccessLog", "Actions", "Config", "ConfigError", "DiscoverRule", "Duration", "Geo", "StaticStream",
+    "AccessLog", "Actions", "Config", "ConfigError", "DiscoverRule", "Duration", "ErrorLog", "Errors", "Geo",
+    "Progress", "StaticStream",
     "Streams", "Viewers", "format_duration", "load_config", "parse_config", "parse_duration",
 ]
 
@@ -31,6 +33,8 @@ class Config(Section):
     viewers: Viewers = Field(default_factory=Viewers)
     geo: Geo = Field(default_factory=Geo)
     actions: Actions | None = None
+    progress: Progress = Field(default_factory=Progress)
+    errors: Errors = Field(default_factory=Errors)
 
     @field_validator("node")
     @classmethod

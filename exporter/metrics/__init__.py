@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.metrics import exporter as exporter_metrics
+from exporter.metrics import health as health_metrics
 from exporter.metrics import streams as stream_metrics
 from exporter.snapshot import Snapshot
 
@@ -21,6 +22,7 @@ Family = Callable[[Snapshot], Iterable[Metric]]
 FAMILIES: list[Family] = [
     exporter_metrics.collect,
     stream_metrics.collect,
+    health_metrics.collect,
 ]
 
 

@@ -1,0 +1,227 @@
+"""HLS output of each stream: is the playlist still being written, and at what bitrate.
+
+ffmpeg rewrites a live playlist after every segment (hls muxer: write to a temporary file, then rename;
+segment muxer: in place), so the playlist's mtime is when the stream last produced output. The newest
+segment's size over its ``#EXTINF`` duration is the output bitrate. Media-sequence jumps (a restart that
+started numbering again, or segments we never saw listed) and ``#EXT-X-DISCONTINUITY`` tags on new
+segments are counted.
+
+:func:`parse_playlist` is pure and tested with literal playlists; :class:`HlsSource` does the I/O and
+keeps the counters between rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from exporter.sources import SampleContext
+
+log = logging.getLogger(__name__)
+
+MAX_PLAYLIST = 1 << 20
+"""A live playlist is a few hundred bytes; anything bigger than this is not one we should read whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    uri: str
+    duration: float | None
+    discontinuity: bool
+    """An ``#EXT-X-DISCONTINUITY`` tag stands before this segment."""
+
+
+@dataclass(frozen=True, slots=True)
+class Playlist:
+    target_duration: float | None
+    media_sequence: int
+    segments: tuple[Segment, ...]
+    ended: bool
+    """``#EXT-X-ENDLIST``: the writer finished (ffmpeg exited cleanly)."""
+    valid: bool
+    """Starts with ``#EXTM3U``."""
+
+
+def _tag_value(line: str) -> str:
+    return line.split(":", 1)[1].strip() if ":" in line else ""
+
+
+def parse_playlist(text: str) -> Playlist:
+    """Parse a media playlist. Unknown tags are ignored; malformed numbers count as absent."""
+    lines = [line.strip() for line in text.splitlines()]
+    target: float | None = None
+    sequence = 0
+    segments: list[Segment] = []
+    duration: float | None = None
+    discontinuity = False
+    ended = False
+    for line in lines:
+        if not line:
+            continue
+        if line.startswith("#"):
+            if line.startswith("#EXT-X-TARGETDURATION"):
+                try:
+                    target = float(_tag_value(line))
+                except ValueError:
+                    target = None
+            elif line.startswith("#EXT-X-MEDIA-SEQUENCE"):
+                try:
+                    sequence = int(_tag_value(line))
+                except ValueError:
+                    sequence = 0
+            elif line.startswith("#EXTINF"):
+                try:
+                    duration = float(_tag_value(line).split(",", 1)[0])
+                except ValueError:
+                    duration = None
+            elif line.startswith("#EXT-X-DISCONTINUITY") and not line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE"):
+                discontinuity = True
+            elif line.startswith("#EXT-X-ENDLIST"):
+                ended = True
+            continue
+        segments.append(Segment(line, duration, discontinuity))
+        duration, discontinuity = None, False
+    return Playlist(target, sequence, tuple(segments), ended, bool(lines) and lines[0] == "#EXTM3U")
+
+
+def segment_file(playlist_path: str, uri: str) -> str:
+    """Where a listed segment is on disk: its base name next to the playlist.
+
+    PanelX lists ``/streams/stream_5_118.ts`` (a URL path, from ``-hls_base_url``) and Xtream lists
+    ``12_345.ts``; both live in the playlist's directory.
+    """
+    name = urlsplit(uri).path.rsplit("/", 1)[-1]
+    return os.path.join(os.path.dirname(playlist_path), name)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlaylist:
+    stream: str
+    path: str
+    present: bool
+    """The playlist could be read this round. When False only the counters below mean anything."""
+    updated_at: float | None
+    target_duration: float | None
+    segments: int
+    media_sequence: int | None
+    ended: bool
+    bitrate_bits_per_second: float | None
+    """Newest segment's size x 8 / its duration; None if it is missing or has no duration."""
+    discontinuities_total: int
+    media_sequence_jumps_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class HlsResult:
+    streams: Mapping[str, StreamPlaylist]
+
+
+@dataclass
+class _Seen:
+    """What the last look at a playlist found, to tell new segments and jumps from old ones."""
+
+    first: int
+    last: int
+    at: float
+
+
+def count_changes(prev: _Seen | None, playlist: Playlist, now: float) -> tuple[int, int]:
+    """(new discontinuities, media-sequence jumps) between the previous look and this playlist.
+
+    Only tags on segments we have not seen before count. A jump is a sequence that went backwards (the
+    writer restarted its numbering) or forwards by more segments than the elapsed time explains.
+    """
+    if not playlist.segments:
+        return 0, 0
+    first = playlist.media_sequence
+    if prev is None:
+        return 0, 0  # history from before we started watching is not counted
+    backwards = first < prev.first
+    allowed = 1
+    if playlist.target_duration:
+        allowed += math.ceil(max(0.0, now - prev.at) / playlist.target_duration)
+    forwards = first > prev.last + allowed
+    jumped = backwards or forwards
+    new_from = first if jumped else prev.last + 1
+    discontinuities = sum(
+        1 for i, seg in enumerate(playlist.segments) if first + i >= new_from and seg.discontinuity
+    )
+    return discontinuities, int(jumped)
+
+
+@dataclass
+class _State:
+    seen: _Seen | None = None
+    discontinuities: int = 0
+    jumps: int = 0
+    error: str | None = None
+
+
+class HlsSource:
+    """Reads each inventory stream's playlist (``StreamRef.playlist``); a missing one is not a failure."""
+
+    name = "hls"
+
+    def __init__(self) -> None:
+        self._state: dict[str, _State] = {}
+
+    def _look(self, stream: str, path: str, now: float) -> StreamPlaylist:
+        state = self._state.setdefault(stream, _State())
+        empty = StreamPlaylist(stream, path, False, None, None, 0, None, False, None,
+                               state.discontinuities, state.jumps)
+        try:
+            with open(path, "rb") as fh:
+                mtime = os.fstat(fh.fileno()).st_mtime
+                text = fh.read(MAX_PLAYLIST).decode("utf-8", errors="replace")
+        except OSError as exc:
+            if state.error != exc.strerror:  # log a change of state, not every round
+                level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
+                log.log(level, "playlist unreadable stream=%s path=%s error=%s", stream, path, exc.strerror)
+                state.error = exc.strerror
+            return empty
+        state.error = None
+        playlist = parse_playlist(text)
+        if not playlist.valid:
+            return empty  # caught mid-write by a writer that does not rename, or not a playlist at all
+        discontinuities, jumps = count_changes(state.seen, playlist, now)
+        state.discontinuities += discontinuities
+        state.jumps += jumps
+        if playlist.segments:
+            state.seen = _Seen(playlist.media_sequence, playlist.media_sequence + len(playlist.segments) - 1, now)
+        bitrate = None
+        newest = playlist.segments[-1] if playlist.segments else None
+        if newest is not None and newest.duration:
+            try:
+                size = os.stat(segment_file(path, newest.uri)).st_size
+            except FileNotFoundError:
+                size = None  # deleted already (a short list with delete_segments), or served from elsewhere
+            if size is not None:
+                bitrate = size * 8 / newest.duration
+        return StreamPlaylist(
+            stream=stream,
+            path=path,
+            present=True,
+            updated_at=mtime,
+            target_duration=playlist.target_duration,
+            segments=len(playlist.segments),
+            media_sequence=playlist.media_sequence if playlist.segments else None,
+            ended=playlist.ended,
+            bitrate_bits_per_second=bitrate,
+            discontinuities_total=state.discontinuities,
+            media_sequence_jumps_total=state.jumps,
+        )
+
+    def sample(self, ctx: SampleContext) -> HlsResult:
+        out = {
+            stream: self._look(stream, ref.playlist, ctx.now)
+            for stream, ref in ctx.streams.items()
+            if ref.playlist
+        }
+        for stream in set(self._state) - set(out):
+            del self._state[stream]
+        return HlsResult(MappingProxyType(out))

@@ -1,0 +1,93 @@
+"""Receives ffmpeg's ``-progress http://...`` push: one chunked POST per ffmpeg process, for its whole life.
+
+Routes: ``POST /progress/{stream}``, and ``POST /progress.php?stream_id=<id>`` so an Xtream-style panel's
+command lines work unchanged when this port takes the place of the panel's own receiver. The body is
+parsed as it arrives (``request.stream()``), never buffered whole. The endpoint has no credentials
+(ffmpeg sends none), so only clients in ``progress.allow_from`` (loopback by default) may push.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporter.config.health import Progress
+from exporter.config.streams import STREAM_ID
+from exporter.sources.progress import BlockParser, ProgressStore
+
+log = logging.getLogger(__name__)
+
+
+class ProgressPushReceiver:
+    """A web Component: feeds pushed progress blocks into the store the progress source reads."""
+
+    def __init__(self, store: ProgressStore, config: Progress, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config
+        self._clock = clock
+        self.active = 0
+        """Pushes in progress (one per running ffmpeg that reports to us)."""
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return [
+            Route("/progress/{stream}", self._by_path, methods=["POST", "PUT"]),
+            Route("/progress.php", self._by_query, methods=["POST", "PUT"]),
+        ]
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def _allowed(self, request: Request) -> bool:
+        if request.client is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(request.client.host)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.config.allow_from)
+
+    async def _by_path(self, request: Request) -> Response:
+        return await self._receive(request, request.path_params["stream"])
+
+    async def _by_query(self, request: Request) -> Response:
+        return await self._receive(request, request.query_params.get("stream_id", ""))
+
+    async def _receive(self, request: Request, stream: str) -> Response:
+        if not self._allowed(request):
+            self.store.reject("forbidden")
+            log.warning("progress push refused client=%s stream=%s reason=forbidden",
+                        request.client.host if request.client else "?", stream[:64])
+            return PlainTextResponse("forbidden: progress.allow_from does not include this client\n", 403)
+        if not STREAM_ID.fullmatch(stream):
+            self.store.reject("bad_stream")
+            return PlainTextResponse("bad stream id\n", 400)
+        if not self.store.open(stream):
+            self.store.reject("full")
+            log.warning("progress push refused stream=%s reason=full max_streams=%d", stream, self.store.max_streams)
+            return PlainTextResponse("too many streams\n", 429)
+        parser = BlockParser(max_line=self.config.max_line)
+        counted = 0
+        self.active += 1
+        log.debug("progress push started stream=%s", stream)
+        try:
+            async for chunk in request.stream():
+                blocks = parser.feed(chunk)
+                if blocks or parser.skipped != counted:
+                    self.store.add(stream, blocks, parser.skipped - counted, self._clock())
+                    counted = parser.skipped
+        except ClientDisconnect:
+            log.debug("progress push disconnected stream=%s", stream)  # ffmpeg killed: its body just ends
+        finally:
+            self.active -= 1
+        return Response(status_code=204)
