@@ -1,0 +1,60 @@
+"""The actions' own metrics. Their state lives outside the snapshot (counters of decisions, the policy's
+budgets), so this part registers its own collector in the app's registry instead of a snapshot family.
+
+Label values are bounded: ``stream`` is an inventory id or "" (an alert naming a stream we do not have),
+``action`` a configured action name or "", ``result`` and ``code`` come from small fixed sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from exporter.actions.policy import Policy
+
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class ActionMetrics(Collector):
+    """Counters updated by the worker and the receiver; the circuit gauge read from the policy on scrape."""
+
+    def __init__(self, policy: Policy, inventory: Callable[[], Collection[str]]) -> None:
+        self._policy = policy
+        self._inventory = inventory
+        # registry=None: these objects are not in any global registry; collect() below yields them.
+        self.actions = Counter(
+            "iptv_actions_total", "Alerts received by the action webhook, by what became of them.",
+            ["stream", "action", "result"], registry=None,
+        )
+        self.duration = Histogram(
+            "iptv_action_duration_seconds", "Time from starting an action to its outcome, verification included.",
+            ["action"], buckets=DURATION_BUCKETS, registry=None,
+        )
+        self.webhook = Counter(
+            "iptv_webhook_requests_total", "Requests to POST /hooks/alertmanager, by HTTP status code.",
+            ["code"], registry=None,
+        )
+        self.in_progress = Gauge(
+            "iptv_actions_in_progress", "Actions running or verifying now.", registry=None,
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # registering must not touch the policy
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.actions.collect()
+        yield from self.duration.collect()
+        yield from self.webhook.collect()
+        yield from self.in_progress.collect()
+        circuit = GaugeMetricFamily(
+            "iptv_restart_circuit_open",
+            "1 while the stream's action budget is used up: no automatic action until the window passes or a reset.",
+            labels=["stream"],
+        )
+        for stream in sorted(set(self._inventory()) | self._policy.streams()):
+            circuit.add_metric([stream], 1 if self._policy.circuit_open(stream) else 0)
+        yield circuit

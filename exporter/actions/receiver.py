@@ -1,0 +1,215 @@
+"""HTTP face of the actions: the Alertmanager webhook and the journal API, all behind the bearer token.
+
+The hook answers within milliseconds: it authenticates, reads at most ``body_limit`` bytes (streamed, so
+a huge body is refused without being read), validates, puts the notification on the worker's queue and
+returns. 401 without or with a wrong token, 413 past the limit, 400 with the reason for anything that is
+not an Alertmanager v4 payload, 503 when the queue is full (Alertmanager retries), 200 otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporter.actions.errors import ActionsError, PayloadError
+from exporter.actions.journal import Journal
+from exporter.actions.metrics import ActionMetrics
+from exporter.actions.payload import parse_notification
+from exporter.actions.policy import Policy
+from exporter.actions.worker import ActionWorker
+from exporter.config.streams import STREAM_ID
+from exporter.web.webconfig import constant_time_equal
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000
+
+
+class TokenFile:
+    """The shared bearer token, re-read whenever the file changes (mtime, size or inode), so rotating it
+    needs no restart. An unreadable or emptied file denies every request until it is fixed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int, int] | None = None
+        self._digest: bytes | None = None
+        self._broken = False
+
+    def load(self) -> None:
+        """At start-up: the file must exist and hold a token, else the exporter does not start."""
+        if self._refresh() is None:
+            raise ActionsError(f"actions.token_file: {self.path}: {self._why}: the webhook needs a token "
+                               f"(write one, e.g. `openssl rand -hex 32 > {self.path}`, or set actions.dry_run)")
+
+    _why = "missing"
+
+    def _refresh(self) -> bytes | None:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+            with self._lock:
+                if stamp == self._stamp:
+                    return self._digest
+            token = self.path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self._fail(f"unreadable ({getattr(exc, 'strerror', None) or exc})")
+            return None
+        if not token:
+            self._fail("empty")
+            return None
+        digest = hashlib.sha256(token.encode("utf-8")).digest()
+        with self._lock:
+            if self._broken or (self._stamp is not None and digest != self._digest):
+                log.info("webhook token (re)loaded path=%s", self.path)
+            self._stamp, self._digest, self._broken = stamp, digest, False
+        return digest
+
+    def _fail(self, why: str) -> None:
+        with self._lock:
+            if not self._broken:
+                log.error("webhook token file unusable, denying all requests path=%s problem=%s", self.path, why)
+            self._why, self._stamp, self._digest, self._broken = why, None, None, True
+        return None
+
+    def check(self, header: str | None) -> bool:
+        expected = self._refresh()
+        if expected is None or not header:
+            return False
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return False
+        # Digests: equal length whatever was sent, so the comparison reveals nothing of the token's length.
+        return constant_time_equal(hashlib.sha256(given.strip().encode("utf-8")).hexdigest(), expected.hex())
+
+
+class Receiver:
+    def __init__(
+        self,
+        *,
+        token: TokenFile | None,
+        worker: ActionWorker,
+        journal: Journal,
+        policy: Policy,
+        metrics: ActionMetrics,
+        body_limit: int,
+        inventory: Callable[[], Collection[str]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.token = token
+        self.worker = worker
+        self.journal = journal
+        self.policy = policy
+        self.metrics = metrics
+        self.body_limit = body_limit
+        self._inventory = inventory
+        self._clock = clock
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return [
+            Route("/hooks/alertmanager", self.hook, methods=["POST"]),
+            Route("/api/actions", self.list_actions, methods=["GET"]),
+            Route("/api/actions/reset", self.reset, methods=["POST"]),
+        ]
+
+    def _authorized(self, request: Request) -> bool:
+        if self.token is None:
+            return True  # dry run without a token file (config validation allows nothing else)
+        return self.token.check(request.headers.get("authorization"))
+
+    def _hook_answer(self, code: int, message: str, **extra: Any) -> Response:
+        self.metrics.webhook.labels(str(code)).inc()
+        headers = {"WWW-Authenticate": 'Bearer realm="iptv-exporter"'} if code == 401 else None
+        return JSONResponse({"status": "ok" if code < 300 else "error", "message": message, **extra},
+                            status_code=code, headers=headers)
+
+    async def hook(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return self._hook_answer(401, "missing or wrong bearer token")
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return self._hook_answer(400, "invalid Content-Length")
+            if int(length) > self.body_limit:
+                return self._hook_answer(413, f"body larger than {self.body_limit} bytes")
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.body_limit:  # chunked or lying sender: stop reading right here
+                    return self._hook_answer(413, f"body larger than {self.body_limit} bytes")
+        except ClientDisconnect:
+            return self._hook_answer(400, "client disconnected")
+        try:
+            notification = parse_notification(bytes(body))
+        except PayloadError as exc:
+            log.warning("webhook payload refused reason=%s", exc.reason)
+            return self._hook_answer(400, exc.reason)
+        if not self.worker.submit(notification, self._clock()):
+            log.error("action queue full, notification refused for Alertmanager to retry")
+            return self._hook_answer(503, "action queue full, retry later")
+        return self._hook_answer(200, "queued", alerts=len(notification.alerts))
+
+    def _api_denied(self) -> Response:
+        return JSONResponse({"status": "error", "message": "missing or wrong bearer token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="iptv-exporter"'})
+
+    @staticmethod
+    def _stream_param(request: Request) -> tuple[str | None, Response | None]:
+        stream = request.query_params.get("stream") or None
+        if stream is not None and not STREAM_ID.fullmatch(stream):
+            return None, JSONResponse({"status": "error", "message": "invalid stream id"}, status_code=400)
+        return stream, None
+
+    async def list_actions(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return self._api_denied()
+        stream, problem = self._stream_param(request)
+        if problem is not None:
+            return problem
+        raw = request.query_params.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            return JSONResponse({"status": "error", "message": f"limit must be 1-{MAX_LIMIT}"}, status_code=400)
+        limit = int(raw)
+
+        def read() -> dict[str, Any]:
+            streams = sorted((set(self._inventory()) | self.policy.streams()) if stream is None else {stream})
+            return {
+                "dry_run": self.worker.dry_run,
+                "node": self.worker.node,
+                "circuits": [
+                    {"stream": s, "open": self.policy.circuit_open(s), "used": self.policy.budget_used(s),
+                     "max": self.policy.budget_max, "window_seconds": self.policy.budget_window}
+                    for s in streams
+                ],
+                "actions": self.journal.list_actions(stream, limit),
+                "decisions": self.journal.list_decisions(stream, limit),
+                "notifications": self.journal.list_notifications(limit) if stream is None else [],
+            }
+
+        return JSONResponse(await run_in_threadpool(read))
+
+    async def reset(self, request: Request) -> Response:
+        """Close a stream's circuit now (an operator fixed the cause); recorded, so it survives a restart."""
+        if not self._authorized(request):
+            return self._api_denied()
+        stream, problem = self._stream_param(request)
+        if problem is not None:
+            return problem
+        if stream is None:
+            return JSONResponse({"status": "error", "message": "give ?stream=<id>"}, status_code=400)
+        was_open = self.policy.circuit_open(stream)
+        self.policy.reset(stream)
+        await run_in_threadpool(self.journal.record_reset, stream, self._clock())
+        log.warning("circuit reset stream=%s was_open=%s", stream, was_open)
+        return JSONResponse({"status": "ok", "stream": stream, "was_open": was_open, "open": False})
