@@ -18,7 +18,11 @@ from exporter.metrics import FAMILIES, Family, SnapshotCollector
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import Source
+from exporter.sources.errorlogs import ErrorLogSource
+from exporter.sources.hls import HlsSource
+from exporter.sources.progress import ProgressSource, ProgressStore
 from exporter.web.app import Component
+from exporter.web.progress_push import ProgressPushReceiver
 
 
 @dataclass
@@ -48,6 +52,11 @@ def build_runtime(config: Config) -> Runtime:
     families: list[Family] = [*FAMILIES, _node_family(config)]
     components: list[Component] = []
     links: list[tuple[str, str]] = []
+
+    progress_store = ProgressStore(max_streams=config.progress.max_streams)
+    sources += [ProgressSource(progress_store), HlsSource(), ErrorLogSource(config.errors)]
+    if config.progress.push:
+        components.append(ProgressPushReceiver(progress_store, config.progress))
 
     sampler = Sampler(config, sources)
     registry = CollectorRegistry(auto_describe=False)
