@@ -122,7 +122,7 @@ class HlsResult:
 
 
 @dataclass
-class _Seen:
+class Seen:
     """What the last look at a playlist found, to tell new segments and jumps from old ones."""
 
     first: int
@@ -130,7 +130,7 @@ class _Seen:
     at: float
 
 
-def count_changes(prev: _Seen | None, playlist: Playlist, now: float) -> tuple[int, int]:
+def count_changes(prev: Seen | None, playlist: Playlist, now: float) -> tuple[int, int]:
     """(new discontinuities, media-sequence jumps) between the previous look and this playlist.
 
     Only tags on segments we have not seen before count. A jump is a sequence that went backwards (the
@@ -156,7 +156,7 @@ def count_changes(prev: _Seen | None, playlist: Playlist, now: float) -> tuple[i
 
 @dataclass
 class _State:
-    seen: _Seen | None = None
+    seen: Seen | None = None
     discontinuities: int = 0
     jumps: int = 0
     error: str | None = None
@@ -192,7 +192,7 @@ class HlsSource:
         state.discontinuities += discontinuities
         state.jumps += jumps
         if playlist.segments:
-            state.seen = _Seen(playlist.media_sequence, playlist.media_sequence + len(playlist.segments) - 1, now)
+            state.seen = Seen(playlist.media_sequence, playlist.media_sequence + len(playlist.segments) - 1, now)
         bitrate = None
         newest = playlist.segments[-1] if playlist.segments else None
         if newest is not None and newest.duration:
