@@ -78,7 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     rt = build_runtime(config)
     app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links)
     host, port = args.listen
-    uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    # ffmpeg's -progress push is one POST that lasts as long as ffmpeg: without a limit, shutdown would wait
+    # for every pushing ffmpeg to exit. After the limit the remaining requests are cancelled.
+    uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                        timeout_graceful_shutdown=3)
     uv.load()
     if web_config is not None and web_config.tls_server_config is not None:
         uv.ssl = ssl_context(web_config.tls_server_config, args.web_config_file)  # min version, client CA

@@ -35,7 +35,7 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
 
-OWN_AUTH_PREFIXES = ("/hooks/", "/api/", "/progress/")
+OWN_AUTH_PREFIXES = ("/hooks/", "/api/", "/progress/", "/progress.php")
 """Paths that authenticate themselves (bearer token, or loopback-only for ffmpeg's progress push)."""
 
 
