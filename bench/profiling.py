@@ -21,8 +21,9 @@ def profile(fn: Callable[[], Any], repeat: int = 3, top: int = 12) -> tuple[str,
         fn()
     profiler.stop()
     text = profiler.output_text(unicode=True, color=False, show_all=False)
-    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith(("_ ", "Recorded"))]
-    return "pyinstrument", lines[: top * 3]
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    first = next((i for i, ln in enumerate(lines) if ln.startswith("Profile at")), -1)
+    return "pyinstrument", lines[first + 1:][: top * 3]
 
 
 def _cprofile(fn: Callable[[], Any], repeat: int, top: int) -> list[str]:
