@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     from exporter import report
 
     report.add_arguments(sub.add_parser("report", help="bandwidth report (CSV, JSON, HTML) from Prometheus"))
+    from exporter import demo
+
+    demo.add_arguments(sub.add_parser("demo", help="a live IPTV workload on loopback, watched by the exporter"),
+                       parse_listen_address)
     return parser
 
 
@@ -104,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from exporter import report
 
             return report.run(args)
+        if args.command == "demo":
+            from exporter.demo.runner import run as run_demo
+
+            return run_demo(args)
         return _run(args)
     except ExporterError as exc:
         print(str(exc), file=sys.stderr)

@@ -1,0 +1,171 @@
+"""Runs the demo: the stack, the exporter in this process, chaos, a watchdog; stops it all on a signal.
+
+The exporter is built exactly as ``iptv-exporter run`` builds it (``build_runtime`` + ``create_app`` +
+uvicorn), from the config the stack wrote. uvicorn's own signal handling is left out: SIGINT and SIGTERM
+set one event, and the demo then stops the server, the stack and every process it started, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+
+from exporter.config import load_config, parse_duration
+from exporter.demo import alerting, streams
+from exporter.demo.stack import Options, Stack, StackError
+from exporter.demo.streams import DEFAULT_STREAMS, StreamSpec
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_AFTER = 20.0
+"""Without Prometheus and Alertmanager, a stream down this long is restarted by the demo itself."""
+WATCHDOG_AFTER_WITH_ALERTS = 120.0
+"""With them, alerts restart streams; the watchdog only catches what they could not."""
+
+MORE_STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec("105", "Music Live", 200), StreamSpec("106", "Weather", 100),
+    StreamSpec("107", "Documentary", 250), StreamSpec("108", "Cartoons", 150),
+)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the demo owns SIGINT/SIGTERM (uvicorn re-raises them at exit)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Demo:
+    def __init__(self, stack: Stack, listen: tuple[str, int], chaos_interval: float) -> None:
+        self.stack = stack
+        self.listen = listen
+        self.chaos_interval = chaos_interval
+        self.stop_event = asyncio.Event()
+        self.down_since: dict[str, float] = {}
+        self.rng = random.Random()
+
+    def _signal(self, signum: int) -> None:
+        if not self.stop_event.is_set():
+            print(f"\n{signal.Signals(signum).name}: stopping the demo ...", flush=True)
+        self.stop_event.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._signal, sig)
+        try:
+            await asyncio.to_thread(self.stack.start)
+        except StackError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+        try:
+            return await self._serve()
+        finally:
+            left = await asyncio.to_thread(self.stack.stop)
+            print(f"demo stopped{f' ({left} stray processes killed)' if left else ''}.", flush=True)
+
+    async def _serve(self) -> int:
+        from exporter.runtime import build_runtime
+        from exporter.web.app import create_app
+
+        config = load_config(self.stack.layout.exporter_config)
+        rt = build_runtime(config)
+        app = create_app(rt.sampler, rt.registry, components=rt.components, links=rt.links)
+        host, port = self.listen
+        server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                             lifespan="on"))
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if not server.started:
+            await serving
+            print(f"demo: the exporter could not listen on {host}:{port}", file=sys.stderr)
+            return 1
+        print(self.stack.summary(), flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        tasks = [asyncio.create_task(self._watchdog())]
+        if self.chaos_interval > 0:
+            tasks.append(asyncio.create_task(self._chaos()))
+        stop = asyncio.create_task(self.stop_event.wait())
+        await asyncio.wait([stop, serving], return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.should_exit = True
+        await serving
+        stop.cancel()
+        return 0
+
+    async def _chaos(self) -> None:
+        """Streams fail now and then: SIGKILL one running stream every ``chaos_interval`` (+-20%)."""
+        layout = self.stack.layout
+        while True:
+            await asyncio.sleep(self.chaos_interval * self.rng.uniform(0.8, 1.2))
+            running = [s for s in self.stack.stream_ids if streams.running_pid(layout, s) is not None]
+            if len(running) < 2:
+                continue  # keep the demo watchable
+            victim = self.rng.choice(running)
+            pid = await asyncio.to_thread(streams.kill, layout, victim)
+            how = ("IPTVStreamDown fires and Alertmanager has the exporter restart it"
+                   if self.stack.options.monitoring else f"the demo's watchdog restarts it in {WATCHDOG_AFTER:.0f}s")
+            print(f"chaos: killed stream {victim} (pid {pid}); {how}", flush=True)
+
+    async def _watchdog(self) -> None:
+        """Restart a stream that stayed down (the panel's own respawn, or a backstop for the alerts)."""
+        after = WATCHDOG_AFTER_WITH_ALERTS if self.stack.options.monitoring else WATCHDOG_AFTER
+        layout = self.stack.layout
+        while True:
+            await asyncio.sleep(2)
+            now = time.monotonic()
+            for s in self.stack.stream_ids:
+                if streams.running_pid(layout, s) is not None:
+                    self.down_since.pop(s, None)
+                    continue
+                since = self.down_since.setdefault(s, now)
+                if now - since >= after:
+                    pid = await asyncio.to_thread(streams.start, layout, s)
+                    self.down_since.pop(s, None)
+                    print(f"watchdog: stream {s} was down {now - since:.0f}s; started it again (pid {pid})",
+                          flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness polls are not news
+    chaos = 0.0 if args.chaos_interval in {"0", "0s"} else parse_duration(args.chaos_interval)
+    specs = (DEFAULT_STREAMS + MORE_STREAMS)[: args.stream_count]
+    temp = None
+    if args.data_dir:
+        root = Path(args.data_dir).resolve()
+    else:
+        temp = tempfile.mkdtemp(prefix="iptv-demo-")
+        root = Path(temp)
+    options = Options(root=root, exporter_port=args.listen[1], streams=specs)
+    if not options.ffmpeg:
+        print("note: ffmpeg is not installed; the streams are the built-in stand-in "
+              "(python -m exporter.demo.standin: same files, no video). apt-get install ffmpeg for the real thing.")
+    if not options.nginx:
+        print("note: nginx is not installed; a small Python origin serves the streams and writes the access log.")
+    monitoring = options.monitoring if args.monitoring and alerting.shipped_configs_present() else None
+    if args.monitoring and monitoring is None:
+        print("note: Prometheus and Alertmanager are not installed (apt-get install prometheus "
+              "prometheus-alertmanager): no alerts; the demo's watchdog restarts crashed streams.")
+    options = Options(root=root, exporter_port=args.listen[1], streams=specs, monitoring=monitoring,
+                      ffmpeg=options.ffmpeg, nginx=options.nginx)
+    try:
+        return asyncio.run(Demo(Stack(options), args.listen, chaos).run())
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
