@@ -40,9 +40,14 @@ class Sharing(Section):
 
 class Viewers(Section):
     ports: list[int] = Field(default_factory=lambda: [80, 8080, 25461])
+    """Local ports whose established TCP peers are viewers; empty: no socket sampling."""
+    socket_backend: Literal["auto", "netlink", "psutil"] = "auto"
+    """``auto``: netlink sock_diag (bytes per connection), psutil when netlink is unavailable (no bytes)."""
     access_log: AccessLog | None = Field(default_factory=AccessLog)
     window: Duration = 60.0
     sharing: Sharing = Field(default_factory=Sharing)
+    max_clients: int = Field(default=200_000, ge=100)
+    """Bound on tracked (client, stream) sessions: the oldest are dropped past it (a flood of fake clients)."""
 
     @model_validator(mode="after")
     def _ports(self) -> Viewers:

@@ -1,0 +1,209 @@
+"""Where an IP address is: country, city, coordinates and network (ASN, ISP). The only module that knows GeoIP.
+
+Answers come from, in order: the configured CIDR overrides (an office range, a VPN exit the databases get
+wrong), then MaxMind-format databases (GeoLite2 / GeoIP2 City and ASN) read with geoip2. A field nobody
+knows is ``unknown``, never an error: a viewer from an address missing in the database is still a viewer.
+
+Lookups are cached (an LRU of ``geo.cache_size`` addresses): a host sees the same few thousand viewers
+every round, so after the first round a lookup is one dict hit. :meth:`Geo.refresh` (called once per
+sampling round) notices a database replaced on disk (geoipupdate writes a new file and renames it over
+the old one) and reopens it, dropping the cache. A missing database gives ``unknown`` and one warning;
+it is picked up when it appears.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import geoip2.database
+import geoip2.errors
+import maxminddb
+
+from exporter.config.viewers import Geo as GeoConfig
+from exporter.config.viewers import GeoOverride
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+SEARCH_DIRS: tuple[Path, ...] = (Path("/usr/share/GeoIP"), Path("/var/lib/GeoIP"))
+"""Where Debian's geoipupdate and most distributions put the databases."""
+
+CITY_NAMES = ("GeoLite2-City.mmdb", "GeoIP2-City.mmdb")
+ASN_NAMES = ("GeoLite2-ASN.mmdb",)
+
+
+@dataclass(frozen=True, slots=True)
+class GeoInfo:
+    """What is known about one address; ``unknown`` (or None for numbers) where nothing is."""
+
+    country: str = UNKNOWN
+    """ISO 3166-1 alpha-2 code, e.g. ``DE``."""
+    city: str = UNKNOWN
+    latitude: float | None = None
+    longitude: float | None = None
+    asn: int | None = None
+    isp: str = UNKNOWN
+
+
+NOWHERE = GeoInfo()
+
+
+def packaged_city_db() -> Path | None:
+    """The City database of the optional ``iptv-exporter[geolite]`` extra (maxminddb-geolite2), if installed."""
+    try:
+        import _maxminddb_geolite2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    path = Path(_maxminddb_geolite2.geolite2_database())
+    return path if path.is_file() else None
+
+
+def find_db(configured: Path | None, names: Sequence[str], dirs: Sequence[Path],
+            fallback: Callable[[], Path | None] | None = None) -> Path | None:
+    """The configured path (even if missing: it may appear later), else the first existing default."""
+    if configured is not None:
+        return configured
+    for d in dirs:
+        for name in names:
+            if (d / name).is_file():
+                return d / name
+    return fallback() if fallback else None
+
+
+def _override_info(o: GeoOverride) -> dict[str, Any]:
+    fields: dict[str, Any] = {"country": o.country}
+    for key in ("city", "latitude", "longitude", "asn", "isp"):
+        value = getattr(o, key)
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
+class _Db:
+    """One database file: opened lazily, reopened when the file on disk changes, one warning while missing."""
+
+    def __init__(self, kind: str, path: Path | None) -> None:
+        self.kind = kind
+        self.path = path
+        self.reader: geoip2.database.Reader | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._warned = False
+
+    def refresh(self) -> bool:
+        """Open, reopen or drop the reader to match the file; True when the answers may have changed."""
+        if self.path is None:
+            if not self._warned:
+                log.warning("no GeoIP %s database found (searched %s): %s unknown", self.kind,
+                            ", ".join(str(d) for d in SEARCH_DIRS),
+                            "countries and cities" if self.kind == "city" else "ISPs")
+                self._warned = True
+            return False
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            if not self._warned:
+                log.warning("GeoIP %s database unavailable path=%s error=%s: answers are unknown until it appears",
+                            self.kind, self.path, exc.strerror)
+                self._warned = True
+            if self.reader is not None:
+                return False  # replaced by a rename in progress: keep the open one
+            return False
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return False
+        try:
+            reader = geoip2.database.Reader(str(self.path))
+        except (OSError, maxminddb.InvalidDatabaseError, ValueError) as exc:
+            if not self._warned:
+                log.warning("GeoIP %s database unreadable path=%s error=%s", self.kind, self.path, exc)
+                self._warned = True
+            return False
+        old, self.reader, self._stamp = self.reader, reader, stamp
+        if old is not None:
+            old.close()
+            log.info("GeoIP %s database reloaded path=%s", self.kind, self.path)
+        else:
+            log.info("GeoIP %s database loaded path=%s type=%s", self.kind, self.path,
+                     reader.metadata().database_type)
+        self._warned = False
+        return True
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+class Geo:
+    """Cached, thread-safe lookups; ``lookup(ip)`` never raises for a well-formed or malformed address."""
+
+    def __init__(self, config: GeoConfig, *, search_dirs: Sequence[Path] = SEARCH_DIRS) -> None:
+        self._city = _Db("city", find_db(config.city_db, CITY_NAMES, search_dirs, packaged_city_db))
+        self._asn = _Db("asn", find_db(config.asn_db, ASN_NAMES, search_dirs))
+        # Most specific first, so a /24 inside an overridden /16 wins.
+        self._overrides = sorted(
+            ((ipaddress.ip_network(o.cidr), _override_info(o)) for o in config.overrides),
+            key=lambda item: -item[0].prefixlen,
+        )
+        self._lock = threading.Lock()
+        self.lookup: Callable[[str], GeoInfo] = functools.lru_cache(maxsize=config.cache_size)(self._lookup)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Pick up databases that appeared or changed on disk; cheap (two stat calls) when nothing did."""
+        with self._lock:
+            changed = self._city.refresh() | self._asn.refresh()
+        if changed:
+            self.lookup.cache_clear()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        with self._lock:
+            self._city.close()
+            self._asn.close()
+
+    def _lookup(self, ip: str) -> GeoInfo:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return NOWHERE
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+            ip = str(addr)
+        info = self._from_dbs(ip)
+        for network, fields in self._overrides:
+            if addr.version == network.version and addr in network:
+                return replace(info, **fields)
+        return info
+
+    def _from_dbs(self, ip: str) -> GeoInfo:
+        country = city = isp = UNKNOWN
+        latitude = longitude = None
+        asn = None
+        city_reader, asn_reader = self._city.reader, self._asn.reader
+        if city_reader is not None:
+            try:
+                rec = city_reader.city(ip)
+            except (geoip2.errors.AddressNotFoundError, ValueError, TypeError):
+                rec = None
+            if rec is not None:
+                country = rec.country.iso_code or rec.registered_country.iso_code or UNKNOWN
+                city = rec.city.name or UNKNOWN
+                latitude, longitude = rec.location.latitude, rec.location.longitude
+        if asn_reader is not None:
+            try:
+                arec = asn_reader.asn(ip)
+            except (geoip2.errors.AddressNotFoundError, ValueError, TypeError):
+                arec = None
+            if arec is not None:
+                asn = arec.autonomous_system_number
+                isp = arec.autonomous_system_organization or UNKNOWN
+        return GeoInfo(country, city, latitude, longitude, asn, isp)

@@ -1,0 +1,473 @@
+"""Who watches what, from nginx's access log: viewers per stream, bytes and responses, lines and sharing.
+
+The log is followed like ``tail -F`` (:class:`~exporter.sources.tail.FileFollower`, rotation-safe),
+starting at its end unless ``from_start``. Each line becomes ``(ip, time, path, status, bytes, agent)``:
+
+- ``combined`` (nginx's default): one compiled bytes regex run over the whole batch with ``findall``,
+  so the per-line work in Python is a handful of dict operations (the ingest rate is in docs/viewers.md);
+- ``json``: nginx ``log_format ... escape=json`` with the usual variable names as keys;
+- ``regex``: your own regex with named groups ``ip``, ``path``, ``status``, ``bytes`` (``agent``, ``time``
+  optional).
+
+A request path becomes a stream (and a subscriber line, the username) through URL patterns: the ``panelx``
+or ``xtream`` preset and your own ``urls``. Results are cached per path. Only streams in the inventory
+become label values: a request for ``/live/u/p/99999.ts`` cannot create a series.
+
+A viewer is a distinct client (IP + user agent) with a request for the stream within ``viewers.window``;
+a viewing session runs from its first request until ``window`` passes without one, then its duration
+goes into a histogram. A line is online while one of its clients is; it is suspected of sharing when
+seen from more than ``sharing.max_ips`` IPs or more than ``sharing.max_countries`` countries.
+
+Passwords from URLs never leave this module: paths are not kept, and anything logged goes through
+:func:`Redactor.redact` (``/live/alice/***/5.ts``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import NamedTuple
+
+from exporter.config import Config
+from exporter.config.viewers import AccessLog
+from exporter.geo import UNKNOWN, GeoInfo
+from exporter.sources import SampleContext
+from exporter.sources.tail import FileFollower
+
+log = logging.getLogger(__name__)
+
+Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+"""(ip, time, path without query, status, body bytes, user agent), all raw bytes."""
+
+COMBINED = re.compile(
+    rb'^(\S+) \S+ \S+ \[([^\]\n]*)\] "(?:[A-Z]+ +)?([^ "?\n]*)[^"\n]*" ([1-5]\d\d) (\d+|-) "[^"\n]*" "([^"\n]*)"',
+    re.M,
+)
+"""nginx/Apache combined; nginx escapes quotes inside fields as \\x22, so ``[^"]`` is exact. Trailing extra
+fields (``$http_x_forwarded_for``, ``$request_time``) are allowed."""
+
+# (preset) -> URL patterns with named groups stream (required), line and password (optional)
+PRESETS: dict[str, tuple[str, ...]] = {
+    "panelx": (
+        r"/live/(?P<line>[^/]+)/(?P<password>[^/]+)/(?P<stream>\d+)\.(?:ts|m3u8|m3u)",
+        r"/streams/stream_(?P<stream>\d+)(?:_[A-Za-z0-9]+)*\.(?:ts|m3u8|m4s|aac)",
+    ),
+    "xtream": (
+        # playlist or MPEG-TS, and XUI-style segments /live/<u>/<p>/<id>_<n>.ts
+        r"/live/(?P<line>[^/]+)/(?P<password>[^/]+)/(?P<stream>\d+)(?:_\d+)?\.(?:ts|m3u8|m3u)",
+        # HLS segments: /hls/<u>/<p>/<id>/<n>.ts and Xtream Codes' /hls/<u>/<p>/<id>/<token>/<segment>
+        r"/hls/(?P<line>[^/]+)/(?P<password>[^/]+)/(?P<stream>\d+)/(?:[^/]+/)?[^/]+",
+        # load-balanced segments: /hlsr/<token>/<u>/<p>/<id>/<key>/<segment>
+        r"/hlsr/[^/]+/(?P<line>[^/]+)/(?P<password>[^/]+)/(?P<stream>\d+)/[^/]+/[^/]+",
+        # short MPEG-TS form /<u>/<p>/<id> (and /<u>/<p>/<id>.ch)
+        r"/(?P<line>[^/]+)/(?P<password>[^/]+)/(?P<stream>\d+)(?:\.ch|\.ts)?",
+    ),
+}
+
+# Shapes whose third segment is a password whatever follows: redacted even when no pattern maps them.
+_SECRET_SHAPES = (
+    re.compile(r"/(?:live|movie|series|timeshifts?|hls)/[^/\s\"]+/(?P<password>[^/\s\"?]+)/"),
+    re.compile(r"/hlsr/[^/\s\"]+/[^/\s\"]+/(?P<password>[^/\s\"?]+)/"),
+)
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|pass|passwd|pwd|token)=)[^&\s\"]*")
+_PATHLIKE = re.compile(r"/[^\s\"?]*")
+
+
+class Redactor:
+    """Replaces the password parts of URLs in any text with ``***`` (for log lines and error messages)."""
+
+    def __init__(self, patterns: Sequence[re.Pattern[str]]) -> None:
+        self._patterns = [p for p in patterns if "password" in p.groupindex]
+
+    def redact(self, text: str) -> str:
+        def path(m: re.Match[str]) -> str:
+            token = m.group(0)
+            for p in self._patterns:
+                found = p.fullmatch(token) or p.search(token)
+                if found and found.group("password"):
+                    return token[: found.start("password")] + "***" + token[found.end("password"):]
+            for shape in _SECRET_SHAPES:
+                token = shape.sub(lambda s: s.group(0).replace(s.group("password"), "***", 1), token)
+            return token
+
+        return _SECRET_QUERY.sub(r"\1***", _PATHLIKE.sub(path, text))
+
+
+def url_patterns(cfg: AccessLog) -> list[tuple[re.Pattern[str], bool]]:
+    """Custom ``urls`` first (searched), then the preset's (matched whole)."""
+    out = [(re.compile(u), False) for u in cfg.urls]
+    if cfg.preset is not None:
+        out += [(re.compile(p), True) for p in PRESETS[cfg.preset]]
+    return out
+
+
+_MONTHS = {m.encode(): i for i, m in enumerate(calendar.month_abbr) if m}
+
+
+def parse_time(raw: bytes) -> float | None:
+    """Unix time of ``26/Nov/2026:14:02:11 +0000`` (nginx $time_local), ISO 8601, or epoch seconds."""
+    if not raw:
+        return None
+    try:
+        if raw[2:3] == b"/" and len(raw) >= 26:
+            offset = (int(raw[22:24]) * 3600 + int(raw[24:26]) * 60) * (-1 if raw[21:22] == b"-" else 1)
+            stamp = calendar.timegm(
+                (int(raw[7:11]), _MONTHS[raw[3:6]], int(raw[0:2]), int(raw[12:14]), int(raw[15:17]),
+                 int(raw[18:20]), 0, 0, 0)
+            )
+            return float(stamp - offset)
+        if raw[4:5] == b"-":
+            return datetime.fromisoformat(raw.decode("ascii")).timestamp()
+        return float(raw)
+    except (ValueError, KeyError, OverflowError, UnicodeDecodeError):
+        return None
+
+
+def parse_combined(data: bytes) -> list[Row]:
+    """Every combined-format line in ``data`` (lines joined by newlines); lines that do not parse are left out."""
+    return COMBINED.findall(data)  # type: ignore[return-value]
+
+
+_JSON_KEYS = {
+    "ip": ("remote_addr", "client_ip", "remote_ip", "ip", "client"),
+    "time": ("time_local", "time_iso8601", "msec", "timestamp", "time"),
+    "path": ("request_uri", "uri", "path", "request"),
+    "status": ("status",),
+    "bytes": ("body_bytes_sent", "bytes_sent", "bytes", "size"),
+    "agent": ("http_user_agent", "user_agent", "agent"),
+}
+
+
+def _field(obj: dict[str, object], key: str) -> bytes:
+    for name in _JSON_KEYS[key]:
+        value = obj.get(name)
+        if value is not None and not isinstance(value, dict | list):
+            return str(value).encode("utf-8", "replace")
+    return b""
+
+
+def _clean_path(path: bytes) -> bytes:
+    if b" " in path:  # a whole request line: "GET /path HTTP/1.1"
+        parts = path.split(b" ")
+        path = parts[1] if len(parts) > 1 else parts[0]
+    return path.split(b"?", 1)[0]
+
+
+def _valid(status: bytes, nbytes: bytes) -> bool:
+    return len(status) == 3 and status.isdigit() and 49 <= status[0] <= 53 and (nbytes.isdigit() or nbytes == b"-")
+
+
+def parse_json_line(line: bytes) -> Row | None:
+    """One ``escape=json`` log line, or None if it is not one."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    ip, path, status = _field(obj, "ip"), _clean_path(_field(obj, "path")), _field(obj, "status")
+    nbytes = _field(obj, "bytes") or b"0"
+    if not ip or not path or not _valid(status, nbytes):
+        return None
+    return (ip, _field(obj, "time"), path, status, nbytes, _field(obj, "agent"))
+
+
+def parse_regex_line(rx: re.Pattern[bytes], line: bytes) -> Row | None:
+    """One line through a custom regex with named groups ip, path, status, bytes (agent, time optional)."""
+    m = rx.search(line)
+    if m is None:
+        return None
+    d = m.groupdict()
+    ip, path, status, nbytes = d["ip"], d["path"], d["status"], d["bytes"]
+    if not ip or path is None or status is None or nbytes is None or not _valid(status, nbytes):
+        return None
+    return (ip, d.get("time") or b"", _clean_path(path), status, nbytes, d.get("agent") or b"")
+
+
+# -- results -------------------------------------------------------------------------------------------
+
+CODES = ("2xx", "3xx", "4xx", "5xx")
+
+SESSION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+"""Viewing session durations: from a channel flick (seconds) to a day in front of one channel."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTraffic:
+    sent_bytes_total: int
+    """Response body bytes of the stream's requests (nginx ``$body_bytes_sent``)."""
+    responses_total: Mapping[str, int]
+    """Requests by status class, ``2xx`` .. ``5xx``."""
+
+
+class Viewer(NamedTuple):
+    """A client on a stream within the window. IPs and agents are for the API, never for labels."""
+
+    stream: str
+    ip: str
+    agent: str
+    line: str | None
+    first_seen: float
+    last_seen: float
+    sent_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineSharing:
+    line: str
+    ips: tuple[str, ...]
+    countries: tuple[str, ...]
+    streams: tuple[str, ...]
+    clients: int
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    buckets: tuple[tuple[float, int], ...]
+    """Cumulative counts per upper bound, the last bound is +Inf."""
+    sum: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogResult:
+    streams: Mapping[str, StreamTraffic]
+    viewers: Mapping[str, int]
+    """Distinct clients per stream within the window (inventory streams only)."""
+    clients: tuple[Viewer, ...]
+    lines_online: int
+    sharing: tuple[LineSharing, ...]
+    """Lines suspected of sharing, most IPs first."""
+    lines_total: int
+    skipped_lines_total: int
+    sessions: Histogram
+    rotations: int
+
+
+# -- the source ----------------------------------------------------------------------------------------
+
+Lookup = Callable[[str], GeoInfo]
+_NOT_A_STREAM = (None, None)
+URL_CACHE_SIZE = 200_000
+
+
+class AccessLogSource:
+    """Follows the access log; keeps counters, sessions and the URL cache between rounds."""
+
+    name = "accesslog"
+
+    def __init__(self, config: Config, lookup: Lookup, *, follower: FileFollower | None = None) -> None:
+        cfg = config.viewers.access_log
+        if cfg is None:
+            raise ValueError("viewers.access_log is not configured")
+        self._cfg = cfg
+        self._window = config.viewers.window
+        self._sharing = config.viewers.sharing
+        self._max_clients = config.viewers.max_clients
+        self._lookup = lookup
+        self._patterns = url_patterns(cfg)
+        self.redactor = Redactor([p for p, _ in self._patterns] + [re.compile(p) for ps in PRESETS.values()
+                                                                   for p in ps])
+        self._custom = re.compile(cfg.regex.encode("utf-8")) if cfg.format == "regex" and cfg.regex else None
+        self._follower = follower if follower is not None else FileFollower(cfg.path, from_start=cfg.from_start)
+        self._inventory: frozenset[str] = frozenset()
+        self._urls: dict[bytes, tuple[str | None, str | None]] = {}
+        self._traffic: dict[str, list[int]] = {}
+        """stream -> [body bytes, 1xx, 2xx, 3xx, 4xx, 5xx]"""
+        self._sessions: dict[tuple[str, bytes, bytes], list[float]] = {}
+        """(stream, ip, agent) -> [first seen, last seen, body bytes]"""
+        self._client_line: dict[tuple[bytes, bytes], str] = {}
+        self._buckets = [0] * (len(SESSION_BUCKETS) + 1)
+        self._session_sum = 0.0
+        self._session_count = 0
+        self.lines_total = 0
+        self.skipped_total = 0
+        self._warned_full = False
+
+    def close(self) -> None:
+        self._follower.close()
+
+    def sample(self, ctx: SampleContext) -> AccessLogResult:
+        self.set_inventory(ctx.streams)
+        self.ingest(self._follower.read_lines(), ctx.now)
+        return self.result(ctx.now)
+
+    def set_inventory(self, streams: Iterable[str]) -> None:
+        inventory = frozenset(streams)
+        if inventory != self._inventory:
+            self._inventory = inventory
+            self._urls.clear()  # cached "not a stream" answers may be streams now, and the reverse
+
+    # -- parsing ------------------------------------------------------------------------------------
+
+    def parse(self, lines: list[bytes]) -> list[Row]:
+        fmt = self._cfg.format
+        if fmt == "combined":
+            return parse_combined(b"\n".join(lines))
+        out: list[Row] = []
+        if fmt == "json":
+            for line in lines:
+                row = parse_json_line(line)
+                if row is not None:
+                    out.append(row)
+        else:
+            assert self._custom is not None  # guaranteed by the config validator
+            for line in lines:
+                row = parse_regex_line(self._custom, line)
+                if row is not None:
+                    out.append(row)
+        return out
+
+    def _log_skipped(self, lines: list[bytes]) -> None:
+        for line in lines:
+            if not self.parse([line]):
+                text = line[:300].decode("utf-8", "replace")
+                log.debug("access log line skipped (unparsable) line=%s", self.redactor.redact(text))
+                return
+
+    def resolve(self, path: bytes) -> tuple[str | None, str | None]:
+        """(stream, line) of a request path, or (None, None): not a stream URL or not in the inventory."""
+        text = path.decode("latin-1")
+        for pattern, whole in self._patterns:
+            m = pattern.fullmatch(text) if whole else pattern.search(text)
+            if m is None:
+                continue
+            stream = m.group("stream")
+            if stream not in self._inventory:
+                return _NOT_A_STREAM
+            groups = m.groupdict()
+            line = groups.get("line") or None
+            if stream not in self._traffic:
+                self._traffic[stream] = [0, 0, 0, 0, 0, 0]
+            return (stream, line)
+        return _NOT_A_STREAM
+
+    # -- the hot path ---------------------------------------------------------------------------------
+
+    def ingest(self, lines: list[bytes], now: float) -> None:
+        """Count a batch of complete lines. Request times come from the log (clamped to ``now``)."""
+        if not lines:
+            return
+        rows = self.parse(lines)
+        self.lines_total += len(lines)
+        skipped = len(lines) - len(rows)
+        if skipped:
+            self.skipped_total += skipped
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_skipped(lines)
+        self.fold(rows, now)
+
+    def fold(self, rows: Iterable[Row], now: float) -> None:
+        urls, resolve = self._urls, self.resolve
+        traffic, sessions, client_line = self._traffic, self._sessions, self._client_line
+        window = self._window
+        last_raw = None
+        ts = now
+        if len(urls) > URL_CACHE_SIZE:
+            urls.clear()
+        for ip, traw, path, status, nbytes, agent in rows:
+            hit = urls.get(path)
+            if hit is None:
+                hit = urls[path] = resolve(path)
+            stream, line = hit
+            if stream is None:
+                continue
+            if traw != last_raw:
+                last_raw = traw
+                parsed = parse_time(traw)
+                ts = now if parsed is None or parsed > now else parsed
+            nb = int(nbytes) if nbytes != b"-" else 0
+            acc = traffic[stream]
+            acc[0] += nb
+            acc[status[0] - 48] += 1
+            key = (stream, ip, agent)
+            s = sessions.get(key)
+            if s is None:
+                sessions[key] = [ts, ts, nb]
+            elif ts - s[1] > window:
+                self._observe(s[1] - s[0])
+                s[0] = s[1] = ts
+                s[2] = nb
+            else:
+                if ts > s[1]:
+                    s[1] = ts
+                s[2] += nb
+            if line is not None:
+                client_line[(ip, agent)] = line
+
+    def _observe(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        self._buckets[bisect.bisect_left(SESSION_BUCKETS, seconds)] += 1
+        self._session_sum += seconds
+        self._session_count += 1
+
+    # -- once per round ------------------------------------------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self._window
+        sessions = self._sessions
+        ended = [k for k, s in sessions.items() if s[1] < cutoff]
+        for k in ended:
+            s = sessions.pop(k)
+            self._observe(s[1] - s[0])
+        if len(sessions) > self._max_clients:
+            if not self._warned_full:
+                log.warning("too many viewer sessions, dropping the oldest max_clients=%d", self._max_clients)
+                self._warned_full = True
+            oldest = sorted(sessions, key=lambda k: sessions[k][1])[: len(sessions) - self._max_clients]
+            for k in oldest:
+                del sessions[k]
+        active_clients = {(ip, agent) for _, ip, agent in sessions}
+        self._client_line = {c: line for c, line in self._client_line.items() if c in active_clients}
+
+    def result(self, now: float) -> AccessLogResult:
+        self._expire(now)
+        client_line = self._client_line
+        viewers: Counter[str] = Counter()
+        clients: list[Viewer] = []
+        line_ips: dict[str, set[str]] = {}
+        line_streams: dict[str, set[str]] = {}
+        line_clients: Counter[str] = Counter()
+        for (stream, ip_raw, agent_raw), (first, last, nb) in self._sessions.items():
+            viewers[stream] += 1
+            ip = ip_raw.decode("ascii", "replace")
+            line = client_line.get((ip_raw, agent_raw))
+            clients.append(Viewer(stream, ip, agent_raw.decode("utf-8", "replace"), line, first, last, int(nb)))
+            if line is not None:
+                line_ips.setdefault(line, set()).add(ip)
+                line_streams.setdefault(line, set()).add(stream)
+                line_clients[line] += 1
+        sharing = []
+        for line, ips in line_ips.items():
+            countries = sorted({self._lookup(ip).country for ip in ips} - {UNKNOWN})
+            if len(ips) > self._sharing.max_ips or len(countries) > self._sharing.max_countries:
+                sharing.append(LineSharing(line, tuple(sorted(ips)), tuple(countries),
+                                           tuple(sorted(line_streams[line])), line_clients[line]))
+        sharing.sort(key=lambda s: (-len(s.ips), -len(s.countries), s.line))
+        streams = {
+            stream: StreamTraffic(acc[0], MappingProxyType(dict(zip(CODES, acc[2:6], strict=True))))
+            for stream, acc in self._traffic.items()
+        }
+        cumulative, total = [], 0
+        for bound, n in zip((*SESSION_BUCKETS, float("inf")), self._buckets, strict=True):
+            total += n
+            cumulative.append((bound, total))
+        return AccessLogResult(
+            streams=MappingProxyType(streams),
+            viewers=MappingProxyType(dict(viewers)),
+            clients=tuple(clients),
+            lines_online=len(line_ips),
+            sharing=tuple(sharing),
+            lines_total=self.lines_total,
+            skipped_lines_total=self.skipped_total,
+            sessions=Histogram(tuple(cumulative), self._session_sum, self._session_count),
+            rotations=self._follower.rotations,
+        )
