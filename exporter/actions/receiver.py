@@ -62,6 +62,9 @@ class TokenFile:
                 if stamp == self._stamp:
                     return self._digest
             token = self.path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            self._fail("does not exist")
+            return None
         except (OSError, UnicodeDecodeError) as exc:
             self._fail(f"unreadable ({getattr(exc, 'strerror', None) or exc})")
             return None
