@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
     receiver TEXT NOT NULL,
+    external_url TEXT NOT NULL,
     status TEXT NOT NULL,
     group_key TEXT NOT NULL,
     alerts INTEGER NOT NULL,
@@ -81,6 +82,8 @@ CREATE INDEX IF NOT EXISTS notifications_at ON notifications (received_at);
 class NotificationRecord:
     received_at: float
     receiver: str
+    external_url: str
+    """The sending Alertmanager (each peer of an HA pair has its own)."""
     status: str
     group_key: str
     alerts: int
@@ -259,7 +262,8 @@ class Journal:
 
     def list_notifications(self, limit: int = 100) -> list[dict[str, Any]]:
         return self._select(
-            "SELECT id, received_at, receiver, status, group_key, alerts, truncated_alerts FROM notifications"
+            "SELECT id, received_at, receiver, external_url, status, group_key, alerts, truncated_alerts"
+            " FROM notifications"
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )

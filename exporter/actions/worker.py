@@ -154,7 +154,8 @@ class ActionWorker:
         n = item.notification
         body = json.dumps(n.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
         nid = self.journal.record_notification(NotificationRecord(
-            received_at=item.received_at, receiver=clean(n.receiver), status=n.status,
+            received_at=item.received_at, receiver=clean(n.receiver), external_url=clean(n.externalURL, 256),
+            status=n.status,
             group_key=clean(n.groupKey, 512), alerts=len(n.alerts), truncated_alerts=n.truncatedAlerts,
             body=body[:BODY_EXCERPT],
         ))
