@@ -136,3 +136,17 @@ def test_source_follows_globs_and_merges_exits(tmp_path: Path, source_factory: l
     (tmp_path / "13_.errors").unlink()
     r = run(source)
     assert r.files == 2 and dict(r.streams["13"]) == {"input": 1, "other": 1}  # counts stay, file let go
+
+
+def test_config_examples_in_docs_validate() -> None:
+    import re
+
+    import yaml
+
+    from tests.helpers import REPO
+
+    text = (REPO / "docs" / "sources.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        parse_config(yaml.safe_load(block))
