@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
         else:
             spew = int(value)
     with open(record, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"argv": rest, "env": dict(os.environ), "cwd": os.getcwd()}) + "\n")
+        fh.write(json.dumps({"argv": rest, "env": dict(os.environ), "cwd": os.getcwd(), "pid": os.getpid()}) + "\n")
     print(f"restarting {' '.join(rest)} http://user:secret@panel/live/alice/pa55/7.ts", flush=True)
     if spew:
         sys.stdout.write("x" * spew)

@@ -8,6 +8,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,12 @@ from typing import Any
 import httpx
 import psutil
 import yaml
+from starlette.testclient import TestClient
 
+from exporter.actions import ActionsComponent
+from exporter.config import parse_config
+from exporter.runtime import Runtime, build_runtime
+from exporter.web.app import create_app
 from tests.helpers import Proc, free_port, require_binary, wait_until
 
 TESTS = Path(__file__).resolve().parent
@@ -167,3 +173,13 @@ def alertmanagers(tmp: Path, config: str, count: int, args: Sequence[str] = ()) 
 
 
 PYTHON = sys.executable
+
+
+@contextmanager
+def running(config: Mapping[str, Any]) -> Iterator[tuple[TestClient, Runtime, ActionsComponent]]:
+    """The real app in-process (real sampler loop, worker and runners) behind Starlette's TestClient."""
+    rt = build_runtime(parse_config(dict(config)))
+    component = next(c for c in rt.components if isinstance(c, ActionsComponent))
+    app = create_app(rt.sampler, rt.registry, components=rt.components, links=rt.links)
+    with TestClient(app) as client:
+        yield client, rt, component

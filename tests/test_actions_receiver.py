@@ -12,7 +12,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ from starlette.testclient import TestClient
 
 from exporter.actions import ActionsComponent, ActionsError
 from exporter.config import parse_config
-from exporter.runtime import Runtime, build_runtime
-from exporter.web.app import create_app
-from tests.actions_support import NODE, PYTHON, RECORD, alert, notification, records, write_token
+from exporter.runtime import build_runtime
+from tests.actions_support import NODE, PYTHON, RECORD, alert, notification, records, running, write_token
 from tests.helpers import REPO, metric, parse_metrics, wait_until
 
 
@@ -41,15 +39,6 @@ def _config(tmp: Path, *argv_tail: str, name: str = "Seven", **actions: Any) -> 
             **actions,
         },
     }
-
-
-@contextmanager
-def running(config: dict[str, Any]) -> Iterator[tuple[TestClient, Runtime, ActionsComponent]]:
-    rt = build_runtime(parse_config(config))
-    component = next(c for c in rt.components if isinstance(c, ActionsComponent))
-    app = create_app(rt.sampler, rt.registry, components=rt.components, links=rt.links)
-    with TestClient(app) as client:
-        yield client, rt, component
 
 
 def _auth(token: str) -> dict[str, str]:
