@@ -22,6 +22,8 @@ from bench.util import free_port, wait_until
 from bench.workload import Host, lines_per_second
 
 REPO = Path(__file__).resolve().parent.parent
+FOUND: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+"""Series by family at each workload measured in this run (the series benchmark reuses them)."""
 SAMPLE_TARGET = 0.250
 RENDER_TARGET = 0.100
 RSS_TARGET = 150 * 2**20
@@ -125,6 +127,7 @@ def run(opts: Options) -> Section:
             profile_lines = as_markdown(f"one full sample at {streams} streams and {viewers:,} viewers", tool, lines)
         real = real_process(host, opts, opts.runs)
     families = series_by_family(probe["metrics"])
+    FOUND[(streams, viewers)] = families
     total_series = sum(a + b for a, b in families.values())
     per_round = int(lines_per_second(viewers) * 5)
     section.add(

@@ -41,3 +41,54 @@ def _cprofile(fn: Callable[[], Any], repeat: int, top: int) -> list[str]:
 
 def as_markdown(title: str, tool: str, lines: list[str]) -> list[str]:
     return [f"Profile of {title} ({tool}, heaviest first):", "", "```", *lines, "```", ""]
+
+
+def spy(pid: int, seconds: float, out: str, top: int = 15) -> tuple[str, list[str]] | None:
+    """Sample another Python process with py-spy for ``seconds`` (started in the background).
+
+    Returns a callable's worth of result later: call :func:`spy_summary` on ``out`` once the span is over.
+    None when py-spy is not installed.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("py-spy") is None:
+        return None
+    subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200",
+                      "-f", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return "py-spy", []
+
+
+SKIP_FRAMES = ("exporter/__main__.py", "exporter/cli.py", "<module>")
+"""Frames every sample passes through: they say nothing about where the time goes."""
+
+
+def spy_summary(path: str, top: int = 15, prefix: str = "") -> list[str]:
+    """Collapsed stacks from ``py-spy record -f raw`` as two short tables: inclusive and own samples."""
+    from collections import Counter
+
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    try:
+        with open(path) as fh:
+            for line in fh:
+                stack, _, count = line.rstrip().rpartition(" ")
+                if not stack or not count.isdigit():
+                    continue
+                n = int(count)
+                total += n
+                frames = stack.split(";")
+                for frame in set(frames):
+                    if prefix in frame and not any(skip in frame for skip in SKIP_FRAMES):
+                        inclusive[frame] += n
+                own[frames[-1]] += n
+    except FileNotFoundError:
+        return ["(py-spy wrote nothing: ptrace may be denied here)"]
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total} samples; inclusive (frames matching '{prefix}'):" if prefix else f"{total} samples; inclusive:"]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+    lines.append("own time (leaf frames):")
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    return lines
