@@ -92,7 +92,7 @@ def test_sigstop_freezes_progress_and_playlist_but_not_up(
         later = exp.wait_for(sampled_after(stopped + 4), "two more samples")
         for name in ("iptv_stream_progress_timestamp_seconds", "iptv_stream_playlist_updated_timestamp_seconds"):
             frozen_at = metric(first, name, stream="frozen")
-            assert frozen_at is not None and frozen_at <= stopped + 0.5, name
+            assert frozen_at is not None and frozen_at <= stopped + 1.0, name
             assert metric(later, name, stream="frozen") == frozen_at, f"{name} advanced while SIGSTOPped"
         assert metric(later, "iptv_stream_up", stream="frozen") == 1  # the process is alive, just not working
         assert metric(later, "iptv_stream_frames_total", stream="frozen") == metric(

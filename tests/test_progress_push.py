@@ -75,3 +75,27 @@ def test_allow_from_other_networks_and_mapped_loopback() -> None:
     a, _ = app(store)
     assert post(a, "/progress/7", b"", client="::ffff:127.0.0.1").status_code == 204
     assert post(a, "/progress/7", b"", client="::1").status_code == 204
+
+
+def test_push_paths_skip_basic_auth_but_metrics_do_not() -> None:
+    import bcrypt
+
+    from exporter.config import parse_config
+    from exporter.runtime import build_runtime
+    from exporter.web.app import create_app
+    from exporter.web.webconfig import WebConfigFile
+
+    rt = build_runtime(parse_config({"streams": {"discover": []}, "viewers": {"ports": [], "access_log": None}}))
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web = WebConfigFile.model_validate({"basic_auth_users": {"prom": hashed}})
+    a = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web)
+
+    async def go() -> list[int]:
+        transport = httpx.ASGITransport(app=a, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://exporter") as c:
+            body = BLOCK.format(n=5, us=0).encode()
+            return [(await c.post("/progress/7", content=body)).status_code,
+                    (await c.post("/progress.php?stream_id=8", content=body)).status_code,
+                    (await c.get("/metrics")).status_code]
+
+    assert asyncio.run(go()) == [204, 204, 401]
