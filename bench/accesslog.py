@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
+from pathlib import Path
 from types import MappingProxyType
 
 from bench.measure import Series, Timing, in_process, ms, run_child
@@ -20,20 +22,8 @@ from exporter.sources.accesslog import AccessLogResult, AccessLogSource
 TARGET = 3.0
 STREAMS = 500
 
-MTAIL_PROGRAM = r"""# Per-stream body bytes and responses by status code from nginx's combined log (PanelX URLs):
-# the part of our access-log source that mtail can express.
-counter iptv_stream_sent_bytes_total by stream
-counter iptv_stream_http_responses_total by stream, code
-
-/^\S+ \S+ \S+ \[[^\]]*\] "[A-Z]+ \/live\/[^\/ ]+\/[^\/ ]+\/(?P<stream>\d+)\.(?:ts|m3u8|m3u)[ ?][^"]*" (?P<code>[1-5]\d\d) (?P<bytes>\d+) / {
-  iptv_stream_sent_bytes_total[$stream] += $bytes
-  iptv_stream_http_responses_total[$stream][$code]++
-}
-/^\S+ \S+ \S+ \[[^\]]*\] "[A-Z]+ \/streams\/stream_(?P<stream>\d+)(?:_[A-Za-z0-9]+)*\.(?:ts|m3u8|m4s|aac)[ ?][^"]*" (?P<code>[1-5]\d\d) (?P<bytes>\d+) / {
-  iptv_stream_sent_bytes_total[$stream] += $bytes
-  iptv_stream_http_responses_total[$stream][$code]++
-}
-"""
+MTAIL_PROGRAM = (Path(__file__).parent / "iptv.mtail").read_text()
+"""mtail's equivalent of the part of our access-log source it can express."""
 
 
 def _ours(opts: Options, path: str, lines: int, now: float) -> tuple[AccessLogSource, SampleContext, int]:
@@ -73,7 +63,7 @@ def run(opts: Options) -> Section:
     result, rounds = None, 0
     for _ in range(runs):
         source, ctx, _ = _ours(opts, str(path), lines, now)
-        t, (result, rounds) = in_process(lambda source=source, ctx=ctx: _drain(source, ctx, lines))
+        t, (result, rounds) = in_process(functools.partial(_drain, source, ctx, lines))
         ours_runs.append(t)
         source.close()
     ours = Series(tuple(ours_runs))

@@ -133,7 +133,7 @@ def run(opts: Options) -> Section:
     section.add(
         f"The host: {streams} stand-in streams (13 threads each) writing PanelX HLS playlists, {viewers:,}",
         "established viewer connections on the viewer port (clients from 100 addresses in 127.2.0.0/16, mapped",
-        f"to 24 cities and 60 ISPs by the benchmark's GeoIP databases), and an nginx access log growing by",
+        "to 24 cities and 60 ISPs by the benchmark's GeoIP databases), and an nginx access log growing by",
         f"{per_round:,} lines per 5 s round (each viewer fetches a segment and a playlist every 10 s).",
         "",
         "*Sample* and *render* run in a clean child process that builds the runtime as `iptv-exporter` does",

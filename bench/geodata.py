@@ -25,8 +25,8 @@ ISPS = [(3320 + i, f"Bench ISP {i}") for i in range(60)]
 def write(directory: Path) -> tuple[Path, Path] | None:
     """City and ASN databases under ``directory``; None when mmdb-writer is not installed."""
     try:
-        from mmdb_writer import MMDBWriter  # type: ignore[import-not-found]
-        from netaddr import IPSet  # type: ignore[import-not-found]
+        from mmdb_writer import MMDBWriter
+        from netaddr import IPSet
     except ImportError:
         return None
     city = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City", languages=["en"],

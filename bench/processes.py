@@ -6,6 +6,7 @@ is scraped, so the CPU time of one scrape (summed over its threads, from schedst
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import time
@@ -19,10 +20,10 @@ from bench.options import Options
 from bench.profiling import as_markdown, profile
 from bench.report import Section, Target
 from bench.standins import PROCESS_EXPORTER_REGEX, Fleet, build
+from bench.util import free_port, wait_until
 from exporter.config import parse_config
 from exporter.sources import SampleContext
 from exporter.sources.processes import ProcessesSource
-from bench.util import free_port, wait_until
 
 TARGET_AT = 500
 TARGET = 0.3
@@ -87,7 +88,7 @@ def run(opts: Options) -> Section:
     for n in sizes:
         with Fleet(exe, opts.tmp / "webapp", n) as fleet:
             source = ProcessesSource(config)
-            ours, result = repeat(lambda source=source: source.sample(ctx), opts.runs, warmup=2)
+            ours, result = repeat(functools.partial(source.sample, ctx), opts.runs, warmup=2)
             up = sum(1 for s in result.streams.values() if s.up)
             pe_figures: list[tuple[Series, int, int]] = []
             for flags in ([], ["-gather-smaps=false", "-threads=false"]) if have_pe else ():
@@ -110,7 +111,7 @@ def run(opts: Options) -> Section:
             if n == TARGET_AT and pe_figures:
                 at_target = (ours.cpu, pe_figures[0][0].cpu)
                 if ours.cpu > TARGET * at_target[1] and opts.profile:
-                    tool, lines = profile(lambda source=source: source.sample(ctx))
+                    tool, lines = profile(functools.partial(source.sample, ctx))
                     profile_lines = as_markdown(f"our processes sample at {n} streams", tool, lines)
     met, figure = None, "not run at 500 (--quick)" if have_pe else "prometheus-process-exporter not installed"
     if at_target is not None:

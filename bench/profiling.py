@@ -12,7 +12,7 @@ from typing import Any
 def profile(fn: Callable[[], Any], repeat: int = 3, top: int = 12) -> tuple[str, list[str]]:
     """Run ``fn`` ``repeat`` times under a profiler; return the profiler's name and the top lines."""
     try:
-        from pyinstrument import Profiler  # type: ignore[import-not-found]
+        from pyinstrument import Profiler
     except ImportError:
         return "cProfile", _cprofile(fn, repeat, top)
     profiler = Profiler(interval=0.0005)

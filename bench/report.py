@@ -128,7 +128,7 @@ def render(sections: list[Section], *, argv: list[str], started: dt.datetime, wa
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def python_path() -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from types import MappingProxyType
 
 import psutil
 
 from bench.connfarm import ConnFarm, source_addresses
-from bench.measure import Series, Timing, in_process, ms, ratio, repeat, run_child
+from bench.measure import Series, in_process, ms, ratio, repeat, run_child
 from bench.options import Options
 from bench.profiling import as_markdown, profile
 from bench.report import Section, Target
@@ -54,7 +55,7 @@ def run(opts: Options) -> Section:
             geo = Geo(config.geo)
             ctx = SampleContext(time.time(), MappingProxyType({}), MappingProxyType({}))
 
-            def cold(geo: Geo = geo) -> int:
+            def cold(geo: Geo = geo, ctx: SampleContext = ctx) -> int:
                 geo.lookup.cache_clear()  # type: ignore[attr-defined]
                 return len(SocketsSource(config, geo.lookup, geo.refresh).sample(ctx).connections)
 
@@ -63,7 +64,7 @@ def run(opts: Options) -> Section:
                 t, seen_cold = in_process(cold)
                 cold_runs.append(t)
             source = SocketsSource(config, geo.lookup, geo.refresh)
-            warm, result = repeat(lambda source=source: source.sample(ctx), opts.runs)
+            warm, result = repeat(functools.partial(source.sample, ctx), opts.runs)
             seen = len(result.connections)
             ss, ss_seen = _ss(farm.port, opts, opts.runs)
             ps_runs = max(3, opts.runs // 2) if n >= 10_000 else opts.runs
@@ -82,7 +83,7 @@ def run(opts: Options) -> Section:
             geo.close()
         if slowest is not None and opts.profile:
             src = slowest
-            tool, lines = profile(lambda: src.sample(ctx))
+            tool, lines = profile(functools.partial(src.sample, ctx))
             profile_lines = as_markdown(f"our socket sample at {TARGET_AT:,} connections", tool, lines)
     figure = "not run at 10k (--quick)"
     met = None

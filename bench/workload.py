@@ -92,8 +92,9 @@ class Host:
             "node": "bench",
             "sample_interval": "5s",
             # PanelX's layout, anchored at this workload's root: other ffmpegs on the machine stay out.
-            "streams": {"discover": [{"process": "ffmpeg",
-                                      "cmdline": re.escape(f"{self.root}/streams/") + r"stream_(?P<stream>\d+)\.m3u8"}]},
+            "streams": {"discover": [{
+                "process": "ffmpeg", "cmdline": re.escape(f"{self.root}/streams/") + r"stream_(?P<stream>\d+)\.m3u8",
+            }]},
             "viewers": {"ports": [self.farm.port],
                         "access_log": {"path": str(self.log), "format": "combined", "preset": "panelx"}},
             "geo": self.opts.geo_config(),
