@@ -41,9 +41,14 @@ CITY_NAMES = ("GeoLite2-City.mmdb", "GeoIP2-City.mmdb")
 ASN_NAMES = ("GeoLite2-ASN.mmdb",)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class GeoInfo:
-    """What is known about one address; ``unknown`` (or None for numbers) where nothing is."""
+    """What is known about one address; ``unknown`` (or None for numbers) where nothing is.
+
+    Compared and hashed by identity (``eq=False``): :class:`Geo` hands out one object per distinct answer,
+    so counting 10k connections by place is a C-level ``Counter`` over a few hundred objects. Compare
+    :meth:`key` for equality by value.
+    """
 
     country: str = UNKNOWN
     """ISO 3166-1 alpha-2 code, e.g. ``DE``."""
@@ -53,6 +58,9 @@ class GeoInfo:
     asn: int | None = None
     isp: str = UNKNOWN
 
+    def key(self) -> tuple[str, str, float | None, float | None, int | None, str]:
+        return (self.country, self.city, self.latitude, self.longitude, self.asn, self.isp)
+
 
 NOWHERE = GeoInfo()
 
@@ -60,7 +68,7 @@ NOWHERE = GeoInfo()
 def packaged_city_db() -> Path | None:
     """The City database of the optional ``iptv-exporter[geolite]`` extra (maxminddb-geolite2), if installed."""
     try:
-        import _maxminddb_geolite2  # type: ignore[import-not-found]
+        import _maxminddb_geolite2
     except ImportError:
         return None
     path = Path(_maxminddb_geolite2.geolite2_database())
@@ -155,6 +163,7 @@ class Geo:
             key=lambda item: -item[0].prefixlen,
         )
         self._lock = threading.Lock()
+        self._interned: dict[tuple[object, ...], GeoInfo] = {NOWHERE.key(): NOWHERE}
         self.lookup: Callable[[str], GeoInfo] = functools.lru_cache(maxsize=config.cache_size)(self._lookup)
         self.refresh()
 
@@ -164,6 +173,7 @@ class Geo:
             changed = self._city.refresh() | self._asn.refresh()
         if changed:
             self.lookup.cache_clear()  # type: ignore[attr-defined]
+            self._interned = {NOWHERE.key(): NOWHERE}
 
     def close(self) -> None:
         with self._lock:
@@ -171,6 +181,10 @@ class Geo:
             self._asn.close()
 
     def _lookup(self, ip: str) -> GeoInfo:
+        info = self._answer(ip)
+        return self._interned.setdefault(info.key(), info)
+
+    def _answer(self, ip: str) -> GeoInfo:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

@@ -13,16 +13,21 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.actions import build_actions
+from exporter.actions.receiver import TokenFile
 from exporter.config import Config
+from exporter.geo import Geo
 from exporter.metrics import FAMILIES, Family, SnapshotCollector
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import Source
+from exporter.sources.accesslog import AccessLogSource
 from exporter.sources.errorlogs import ErrorLogSource
 from exporter.sources.hls import HlsSource
 from exporter.sources.progress import ProgressSource, ProgressStore
+from exporter.sources.sockets import SocketsSource
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
+from exporter.web.viewers_api import ViewersApi
 
 
 @dataclass
@@ -57,6 +62,11 @@ def build_runtime(config: Config) -> Runtime:
     sources += [ProgressSource(progress_store), HlsSource(), ErrorLogSource(config.errors)]
     if config.progress.push:
         components.append(ProgressPushReceiver(progress_store, config.progress))
+    geo = Geo(config.geo)  # shared by the viewer sources and the viewer API; refreshed once per round
+    if config.viewers.ports:
+        sources.append(SocketsSource(config, geo.lookup, geo.refresh))
+    if config.viewers.access_log is not None:
+        sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
 
     sampler = Sampler(config, sources)
     registry = CollectorRegistry(auto_describe=False)
@@ -66,4 +76,7 @@ def build_runtime(config: Config) -> Runtime:
         components.append(actions)
         registry.register(actions.metrics)
         links.append(("/api/actions", "Action journal (bearer token)"))
+    if config.actions is not None and config.actions.token_file is not None:
+        components.append(ViewersApi(lambda: sampler.snapshot, TokenFile(config.actions.token_file), geo.lookup))
+        links.append(("/api/connections", "Live viewers (bearer token)"))
     return Runtime(config, sampler, registry, components, links)

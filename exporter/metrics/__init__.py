@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from exporter.metrics import exporter as exporter_metrics
 from exporter.metrics import health as health_metrics
 from exporter.metrics import streams as stream_metrics
+from exporter.metrics import viewers as viewer_metrics
 from exporter.snapshot import Snapshot
 
 Family = Callable[[Snapshot], Iterable[Metric]]
@@ -23,6 +24,7 @@ FAMILIES: list[Family] = [
     exporter_metrics.collect,
     stream_metrics.collect,
     health_metrics.collect,
+    viewer_metrics.collect,
 ]
 
 

@@ -1,0 +1,162 @@
+"""Who is watching now, as JSON for a Grafana table: ``GET /api/connections`` and ``GET /api/lines/sharing``.
+
+Both answer with a flat JSON array of objects (what the Grafana JSON / Infinity datasources turn into a
+table). They show client IPs and usernames, so they sit behind the same bearer token as the action API
+(``actions.token_file``, re-read when it changes) and exist only when that token is configured: without
+one they answer 404, like any unknown path. A missing or wrong token answers 401. Passwords never appear:
+the access-log source keeps no paths.
+
+``/api/connections`` joins the two halves of a viewer: the access log says which client (IP + user agent)
+watches which stream on which line, the kernel's sockets say how long the connection has been up and how
+many bytes it has taken. Clients behind one IP (NAT) share that IP's socket figures. Connections without
+a request in the window (an MPEG-TS download is logged only when it ends) are listed with no stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporter.actions.receiver import TokenFile
+from exporter.geo import GeoInfo
+from exporter.snapshot import Snapshot
+from exporter.sources.accesslog import AccessLogResult
+from exporter.sources.sockets import Connection, SocketsResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10000
+
+Row = dict[str, Any]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _geo_fields(g: GeoInfo) -> Row:
+    return {"country": g.country, "city": g.city, "latitude": g.latitude, "longitude": g.longitude,
+            "asn": g.asn, "isp": g.isp}
+
+
+def live_viewers(snap: Snapshot, lookup: Callable[[str], GeoInfo], now: float) -> list[Row]:
+    """One row per client on a stream, plus one per connection of an IP with no such client. Pure."""
+    socks = snap.result("sockets", SocketsResult)
+    log_result = snap.result("accesslog", AccessLogResult)
+    by_ip: dict[str, list[Connection]] = {}
+    for c in socks.connections if socks else ():
+        by_ip.setdefault(c.peer_ip, []).append(c)
+    rows: list[Row] = []
+    for v in log_result.clients if log_result else ():
+        conns = by_ip.get(v.ip, [])
+        since = min([v.first_seen, *(c.since for c in conns)])
+        sent = [c.sent_bytes for c in conns if c.sent_bytes is not None]
+        ref = snap.streams.get(v.stream)
+        rows.append({
+            "stream": v.stream,
+            "stream_name": ref.name if ref else v.stream,
+            "line": v.line,
+            "client_ip": v.ip,
+            **_geo_fields(conns[0].geo if conns else lookup(v.ip)),
+            "connected_since": _iso(since),
+            "duration_seconds": round(max(0.0, now - since), 3),
+            "last_request": _iso(v.last_seen),
+            "bytes_sent": sum(sent) if sent else None,
+            "connections": len(conns),
+            "user_agent": v.agent,
+        })
+    seen_ips = {v.ip for v in log_result.clients} if log_result else set()
+    for ip, conns in by_ip.items():
+        if ip in seen_ips:
+            continue
+        for c in conns:
+            rows.append({
+                "stream": None, "stream_name": None, "line": None, "client_ip": ip, **_geo_fields(c.geo),
+                "connected_since": _iso(c.since), "duration_seconds": round(max(0.0, now - c.since), 3),
+                "last_request": None, "bytes_sent": c.sent_bytes, "connections": 1, "user_agent": None,
+            })
+    rows.sort(key=lambda r: (-r["duration_seconds"], r["client_ip"], r["stream"] or ""))
+    return rows
+
+
+def filter_rows(rows: Sequence[Row], query: Mapping[str, str]) -> list[Row]:
+    """Apply ``stream``, ``country`` and ``limit``; raises ValueError with a message for a bad value."""
+    stream = query.get("stream")
+    country = query.get("country")
+    raw_limit = query.get("limit", str(DEFAULT_LIMIT))
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise ValueError(f"limit must be an integer 1..{MAX_LIMIT}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be an integer 1..{MAX_LIMIT}")
+    out = [
+        r for r in rows
+        if (not stream or r["stream"] == stream) and (not country or r["country"].upper() == country.upper())
+    ]
+    return out[:limit]
+
+
+def sharing_rows(snap: Snapshot) -> list[Row]:
+    log_result = snap.result("accesslog", AccessLogResult)
+    if log_result is None:
+        return []
+    return [
+        {"line": s.line, "ip_count": len(s.ips), "ips": list(s.ips), "countries": list(s.countries),
+         "country_count": len(s.countries), "streams": list(s.streams), "clients": s.clients}
+        for s in log_result.sharing
+    ]
+
+
+class ViewersApi:
+    """The Component serving both endpoints from the latest snapshot (no I/O but geo's cached lookups)."""
+
+    def __init__(self, get_snapshot: Callable[[], Snapshot], token: TokenFile,
+                 lookup: Callable[[str], GeoInfo], clock: Callable[[], float] = time.time) -> None:
+        self._get = get_snapshot
+        self._token = token
+        self._lookup = lookup
+        self._clock = clock
+
+    def routes(self) -> Sequence[BaseRoute]:
+        # Plain functions: Starlette runs them in its thread pool, so 10k rows never block the loop.
+        return [
+            Route("/api/connections", self.connections, methods=["GET"]),
+            Route("/api/lines/sharing", self.sharing, methods=["GET"]),
+        ]
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def _denied(self, request: Request) -> Response | None:
+        if self._token.check(request.headers.get("authorization")):
+            return None
+        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="iptv-exporter"'})
+
+    def connections(self, request: Request) -> Response:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        rows = live_viewers(self._get(), self._lookup, self._clock())
+        try:
+            return JSONResponse(filter_rows(rows, request.query_params))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    def sharing(self, request: Request) -> Response:
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
+        return JSONResponse(sharing_rows(self._get()))
