@@ -78,3 +78,17 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_readme_config_reference_is_valid() -> None:
+    """The README's reference block is a real config: a key renamed in code must be renamed there too."""
+    import re
+
+    import yaml
+
+    from exporter.config import parse_config
+
+    block = re.search(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block is not None
+    cfg = parse_config(yaml.safe_load(block.group(1)), "README.md")
+    assert cfg.node == "edge-1" and cfg.actions is not None and cfg.errors.logs
