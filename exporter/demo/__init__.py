@@ -24,3 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser, listen_type: object) -> None:
                         help="kill one stream this often (default 60s; 0 turns it off)")
     parser.add_argument("--no-monitoring", dest="monitoring", action="store_false",
                         help="do not start Prometheus and Alertmanager even if installed")
+    parser.add_argument("--builtin", action="store_true",
+                        help="use the built-in stand-in streams and Python origin even if ffmpeg and nginx are "
+                             "installed (lighter; no video)")
+    parser.add_argument("--free-ports", dest="free_ports", action="store_true",
+                        help="any free loopback ports for the origin, Prometheus and Alertmanager "
+                             "(default: 8080, 9090, 9093 when free)")

@@ -152,18 +152,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         temp = tempfile.mkdtemp(prefix="iptv-demo-")
         root = Path(temp)
-    options = Options(root=root, exporter_port=args.listen[1], streams=specs)
-    if not options.ffmpeg:
-        print("note: ffmpeg is not installed; the streams are the built-in stand-in "
-              "(python -m exporter.demo.standin: same files, no video). apt-get install ffmpeg for the real thing.")
-    if not options.nginx:
-        print("note: nginx is not installed; a small Python origin serves the streams and writes the access log.")
-    monitoring = options.monitoring if args.monitoring and alerting.shipped_configs_present() else None
+    defaults = Options(root=root, exporter_port=args.listen[1])
+    ffmpeg = None if args.builtin else defaults.ffmpeg
+    nginx = None if args.builtin else defaults.nginx
+    if ffmpeg is None:
+        print("note: " + ("--builtin: " if args.builtin else "ffmpeg is not installed; ")
+              + "the streams are the built-in stand-in (python -m exporter.demo.standin: same files, no video).")
+    if nginx is None:
+        print("note: " + ("--builtin: " if args.builtin else "nginx is not installed; ")
+              + "a small Python origin serves the streams and writes the access log.")
+    monitoring = defaults.monitoring if args.monitoring and alerting.shipped_configs_present() else None
     if args.monitoring and monitoring is None:
         print("note: Prometheus and Alertmanager are not installed (apt-get install prometheus "
               "prometheus-alertmanager): no alerts; the demo's watchdog restarts crashed streams.")
+    ports = {"origin_port": 0, "prometheus_port": 0, "alertmanager_port": 0} if args.free_ports else {}
     options = Options(root=root, exporter_port=args.listen[1], streams=specs, monitoring=monitoring,
-                      ffmpeg=options.ffmpeg, nginx=options.nginx)
+                      ffmpeg=ffmpeg, nginx=nginx, **ports)
     try:
         return asyncio.run(Demo(Stack(options), args.listen, chaos).run())
     finally:
