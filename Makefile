@@ -45,7 +45,8 @@ check-generated: venv
 	$(PY) -m exporter.dashboards --check
 
 bench: system-deps venv
-	$(PY) -m bench
+	@$(PY) -c 'import pyinstrument' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,report,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -49,14 +49,24 @@ def spy(pid: int, seconds: float, out: str, top: int = 15) -> tuple[str, list[st
     Returns a callable's worth of result later: call :func:`spy_summary` on ``out`` once the span is over.
     None when py-spy is not installed.
     """
-    import shutil
     import subprocess
 
-    if shutil.which("py-spy") is None:
+    exe = py_spy()
+    if exe is None:
         return None
-    subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200",
+    subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200",
                       "-f", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return "py-spy", []
+
+
+def py_spy() -> str | None:
+    """py-spy from this venv (``pip install py-spy``, the ``bench`` extra) or from PATH."""
+    import os
+    import shutil
+    import sys
+
+    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return beside if os.access(beside, os.X_OK) else shutil.which("py-spy")
 
 
 SKIP_FRAMES = ("exporter/__main__.py", "exporter/cli.py", "<module>")
