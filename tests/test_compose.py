@@ -85,7 +85,7 @@ def test_exporter_shares_host_pid_and_network_reads_config_read_only_and_gets_th
     assert [s["source"] for s in exporter["secrets"]] == ["webhook_token"]
     assert composed["secrets"]["webhook_token"]["file"] == composed["_token"]
     assert config.actions is not None and str(config.actions.token_file) == "/run/secrets/webhook_token"
-    assert any("--config.file=/etc/iptv-exporter/config.yml" == a for a in exporter["command"])
+    assert any(a == "--config.file=/etc/iptv-exporter/config.yml" for a in exporter["command"])
     assert "9756" in " ".join(exporter["healthcheck"]["test"])
 
 
@@ -102,7 +102,8 @@ def test_grafana_mounts_the_repository_provisioning_and_dashboards(composed: dic
     assert provisioning == REPO / "grafana" / "provisioning"
     assert Path(dashboards_mount["source"]) == REPO / "grafana" / "dashboards"
     assert sorted(Path(dashboards_mount["source"]).glob("*.json")), "no dashboards to mount"
-    providers = [p for f in (provisioning / "dashboards").glob("*.yml") for p in yaml.safe_load(f.read_text())["providers"]]
+    providers = [p for f in (provisioning / "dashboards").glob("*.yml")
+                 for p in yaml.safe_load(f.read_text())["providers"]]
     assert {p["options"]["path"] for p in providers} == {dashboards_mount["target"]}
     sources = [d for f in (provisioning / "datasources").glob("*.yml")
                for d in yaml.safe_load(f.read_text())["datasources"]]

@@ -104,7 +104,8 @@ def prometheus_yml(layout: Layout, *, node: str, exporter: str, alertmanager: st
 def _restart_route(route: dict[str, Any]) -> dict[str, Any]:
     for child in route.get("routes", []):
         if 'action="restart"' in child.get("matchers", []):
-            return child
+            found: dict[str, Any] = child
+            return found
     raise LookupError('alertmanager.yml has no route matching action="restart"')
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mmdb_writer import MMDBWriter, MmdbU32  # type: ignore[import-untyped]
-from netaddr import IPSet  # type: ignore[import-untyped]
+from mmdb_writer import MmdbU32, MMDBWriter
+from netaddr import IPSet
 
 from exporter.demo.workload import CITIES, City
 

@@ -119,9 +119,9 @@ def processes_naming(root: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if proc.pid not in exempt and any(needle in arg for arg in proc.info["cmdline"] or ()):
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
+            named = any(needle in arg for arg in proc.info["cmdline"] or ())
+            if proc.pid not in exempt and named and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found

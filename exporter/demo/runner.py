@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import shutil
@@ -165,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
     if args.monitoring and monitoring is None:
         print("note: Prometheus and Alertmanager are not installed (apt-get install prometheus "
               "prometheus-alertmanager): no alerts; the demo's watchdog restarts crashed streams.")
-    ports = {"origin_port": 0, "prometheus_port": 0, "alertmanager_port": 0} if args.free_ports else {}
-    options = Options(root=root, exporter_port=args.listen[1], streams=specs, monitoring=monitoring,
-                      ffmpeg=ffmpeg, nginx=nginx, **ports)
+    options = dataclasses.replace(defaults, streams=specs, monitoring=monitoring, ffmpeg=ffmpeg, nginx=nginx)
+    if args.free_ports:
+        options = dataclasses.replace(options, origin_port=0, prometheus_port=0, alertmanager_port=0)
     try:
         return asyncio.run(Demo(Stack(options), args.listen, chaos).run())
     finally:

@@ -227,8 +227,10 @@ class Stack:
             lines += [
                 f"  prometheus       {self.prometheus_url}/alerts  (repository rules, for: capped at "
                 f"{o.timings.max_for})",
-                f"  alertmanager     {self.alertmanager_url}/  (restart alerts -> {self.exporter_url}/hooks/alertmanager)",
+                f"  alertmanager     {self.alertmanager_url}/  (restart alerts -> "
+                f"{self.exporter_url}/hooks/alertmanager)",
             ]
-        lines.append(f"  action journal   curl -H \"Authorization: Bearer $(cat {token})\" {self.exporter_url}/api/actions")
+        bearer = f'"Authorization: Bearer $(cat {token})"'
+        lines.append(f"  action journal   curl -H {bearer} {self.exporter_url}/api/actions")
         lines.append(f"  exporter config  {layout.exporter_config}")
         return "\n".join(lines)
