@@ -143,12 +143,13 @@ def parse_dump(data: bytes | bytearray | memoryview, length: int, out: list[RawS
             off += (mlen + 3) & ~3
             continue
         rtt = acked = received = None
+        found = False
         if info_at and info_at + info_len <= mlen:
             alen, atype, rtt, acked, received = unpack_info(data, off + info_at)
-            if atype != INET_DIAG_INFO or alen != info_len:
-                info_at = 0
+            found = atype == INET_DIAG_INFO and alen == info_len
+            if not found:
                 rtt = acked = received = None
-        if not info_at:
+        if not found:
             a, end = off + MSG_SIZE, off + mlen
             while a + 4 <= end:
                 alen, atype = _ATTR.unpack_from(data, a)
