@@ -65,6 +65,10 @@ def notification(*alerts: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
+QUIET_VIEWERS: dict[str, Any] = {"ports": [], "access_log": None}
+"""The actions tests need no viewers: no host nginx log, no socket sampling (other tests' load stays out)."""
+
+
 def actions_config(tmp: Path, restart: Mapping[str, Any], *, streams: Sequence[Mapping[str, Any]],
                    **actions: Any) -> dict[str, Any]:
     """A config that sees only the test's own processes (no discovery: other tests' ffmpegs stay out)."""
@@ -72,6 +76,7 @@ def actions_config(tmp: Path, restart: Mapping[str, Any], *, streams: Sequence[M
         "node": NODE,
         "sample_interval": "500ms",
         "streams": {"discover": [], "static": list(streams)},
+        "viewers": QUIET_VIEWERS,
         "actions": {"token_file": str(tmp / "token"), "journal": str(tmp / "journal.sqlite"),
                     "verify_timeout": "15s", "restart": dict(restart), **actions},
     }

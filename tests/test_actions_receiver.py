@@ -23,7 +23,17 @@ from starlette.testclient import TestClient
 from exporter.actions import ActionsComponent, ActionsError
 from exporter.config import parse_config
 from exporter.runtime import build_runtime
-from tests.actions_support import NODE, PYTHON, RECORD, alert, notification, records, running, write_token
+from tests.actions_support import (
+    NODE,
+    PYTHON,
+    QUIET_VIEWERS,
+    RECORD,
+    alert,
+    notification,
+    records,
+    running,
+    write_token,
+)
 from tests.helpers import REPO, metric, parse_metrics, wait_until
 
 
@@ -32,6 +42,7 @@ def _config(tmp: Path, *argv_tail: str, name: str = "Seven", **actions: Any) -> 
         "node": NODE,
         "sample_interval": "1s",
         "streams": {"discover": [], "static": [{"id": "7", "name": name}, {"id": "fz-9f3c1a"}]},
+        "viewers": QUIET_VIEWERS,
         "actions": {
             "token_file": str(tmp / "token"), "journal": str(tmp / "journal.sqlite"), "verify_timeout": "1s",
             "restart": {"type": "command", "timeout": "10s",
