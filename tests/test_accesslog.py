@@ -1,0 +1,317 @@
+"""The access-log source on literal lines: formats, URL presets, viewers, sessions, lines, sharing, redaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.config import parse_config
+from exporter.geo import NOWHERE, Geo, GeoInfo
+from exporter.sources.accesslog import (
+    AccessLogResult,
+    AccessLogSource,
+    Redactor,
+    parse_combined,
+    parse_time,
+    url_patterns,
+)
+from tests.mmdb import PLACES, write_dbs
+
+T0 = 1_795_700_000.0  # 2026-11-26T...Z: the tests' "now" is T0 + a few seconds
+
+
+def clf(t: float) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(t))
+
+
+def line(ip: str, path: str, status: int = 200, nbytes: int | str = 1000, agent: str = "VLC/3.0.20",
+         t: float = T0, method: str = "GET") -> bytes:
+    return f'{ip} - - [{clf(t)}] "{method} {path} HTTP/1.1" {status} {nbytes} "-" "{agent}"'.encode()
+
+
+def nowhere(ip: str) -> GeoInfo:
+    return NOWHERE
+
+
+def make(access_log: dict[str, Any] | None = None, *, inventory: tuple[str, ...] = ("5", "7"),
+         lookup: Any = nowhere, **viewers: Any) -> AccessLogSource:
+    cfg = parse_config({"viewers": {"access_log": {"path": "/nonexistent/access.log", **(access_log or {})},
+                                    **viewers}})
+    src = AccessLogSource(cfg, lookup)
+    src.set_inventory(inventory)
+    return src
+
+
+def run(src: AccessLogSource, lines: list[bytes], now: float = T0 + 5) -> AccessLogResult:
+    src.ingest(lines, now)
+    return src.result(now)
+
+
+EXAMPLE = [  # shared/examples/nginx-combined.log, with its passwords
+    b'203.0.113.17 - - [26/Nov/2026:14:02:11 +0000] "GET /live/alice/Secr3t/5.m3u8 HTTP/1.1" 200 389 "-" "VLC/3.0.20 LibVLC/3.0.20"',  # noqa: E501
+    b'203.0.113.17 - - [26/Nov/2026:14:02:11 +0000] "GET /streams/stream_5_118.ts HTTP/1.1" 200 1534212 "-" "VLC/3.0.20 LibVLC/3.0.20"',  # noqa: E501
+    b'198.51.100.4 - - [26/Nov/2026:14:02:12 +0000] "GET /live/bob/pa55/5.ts HTTP/1.1" 200 389 "-" "IPTVSmartersPlayer"',  # noqa: E501
+    b'2001:db8::42 - - [26/Nov/2026:14:02:12 +0000] "GET /live/carol/xyz/12.m3u8 HTTP/2.0" 200 412 "http://player.example/" "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36"',  # noqa: E501
+    b'198.51.100.4 - - [26/Nov/2026:14:02:14 +0000] "GET /streams/stream_5_119.ts HTTP/1.1" 404 153 "-" "IPTVSmartersPlayer"',  # noqa: E501
+    b'192.0.2.200 - - [26/Nov/2026:14:02:15 +0000] "GET /live/dave/wrongpass/5.ts HTTP/1.1" 403 0 "-" "okhttp/4.9.2"',
+    b'192.0.2.201 - - [26/Nov/2026:14:02:15 +0000] "GET /player_api.php?username=erin&password=hunter2&action=get_live_streams HTTP/1.1" 200 48211 "-" "okhttp/4.9.2"',  # noqa: E501
+    b'10.8.0.6 - - [26/Nov/2026:14:02:16 +0000] "GET /live/frank/f00/12.ts HTTP/1.1" 502 157 "-" "Lavf/58.76.100"',
+    b'203.0.113.17 - - [26/Nov/2026:14:02:21 +0000] "GET /streams/stream_5_120.ts HTTP/1.1" 200 1498822 "-" "VLC/3.0.20 LibVLC/3.0.20"',  # noqa: E501
+    b'- - - [26/Nov/2026:14:02:22 +0000] "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03" 400 157 "-" "-"',
+]
+EXAMPLE_NOW = parse_time(b"26/Nov/2026:14:02:30 +0000") or 0.0
+PASSWORDS = ["Secr3t", "pa55", "xyz", "wrongpass", "hunter2", "f00"]
+
+
+def test_example_log() -> None:
+    src = make(inventory=("5",))
+    r = run(src, list(EXAMPLE), EXAMPLE_NOW)
+    five = r.streams["5"]
+    assert five.sent_bytes_total == 389 + 1534212 + 389 + 153 + 0 + 1498822
+    assert dict(five.responses_total) == {"2xx": 4, "3xx": 0, "4xx": 2, "5xx": 0}
+    assert set(r.streams) == {"5"}  # 12 is not in the inventory: no series from a URL
+    assert dict(r.viewers) == {"5": 2}  # alice (VLC) and bob; dave's 403 and bob's 404 make no viewer
+    assert r.lines_online == 2
+    assert (r.lines_total, r.skipped_lines_total) == (10, 0)
+    alice = next(c for c in r.clients if c.line == "alice")
+    assert (alice.ip, alice.agent, alice.stream) == ("203.0.113.17", "VLC/3.0.20 LibVLC/3.0.20", "5")
+    assert alice.last_seen - alice.first_seen == 10.0
+    assert not any(p in repr(r) for p in PASSWORDS)
+
+
+def test_parse_time_forms() -> None:
+    assert parse_time(b"26/Nov/2026:14:02:11 +0000") == parse_time(b"26/Nov/2026:16:02:11 +0200")
+    assert parse_time(b"26/Nov/2026:14:02:11 +0000") == parse_time(b"2026-11-26T14:02:11+00:00")
+    assert parse_time(b"1795700000.123") == 1795700000.123
+    for junk in (b"", b"yesterday", b"99/Foo/2026:14:02:11 +0000", b"\xff" * 26):
+        assert parse_time(junk) is None
+
+
+@pytest.mark.parametrize(("preset", "path", "expected"), [
+    ("panelx", "/live/alice/pw/5.m3u8", ("5", "alice")),
+    ("panelx", "/live/alice/pw/5.ts?token=abc", ("5", "alice")),
+    ("panelx", "/streams/stream_5_118.ts", ("5", None)),
+    ("panelx", "/streams/stream_7_low_12.ts", ("7", None)),
+    ("panelx", "/streams/stream_5.m3u8", ("5", None)),
+    ("panelx", "/streams/stream_99_1.ts", (None, None)),
+    ("panelx", "/hls/alice/pw/5/1.ts", (None, None)),
+    ("xtream", "/live/alice/pw/5.m3u8", ("5", "alice")),
+    ("xtream", "/live/alice/pw/5_118.ts", ("5", "alice")),
+    ("xtream", "/hls/alice/pw/5/118.ts", ("5", "alice")),
+    ("xtream", "/hls/alice/pw/7/tok3n/118.ts", ("7", "alice")),
+    ("xtream", "/hlsr/tok3n/alice/pw/7/key/118.ts", ("7", "alice")),
+    ("xtream", "/alice/pw/5", ("5", "alice")),
+    ("xtream", "/alice/pw/5.ts", ("5", "alice")),
+    ("xtream", "/movie/alice/pw/5.mkv", (None, None)),
+    ("xtream", "/streams/stream_5_1.ts", (None, None)),
+])
+def test_url_presets(preset: str, path: str, expected: tuple[str | None, str | None]) -> None:
+    src = make({"preset": preset})
+    assert src.resolve(f"GET {path} HTTP/1.1".encode()) == expected
+    assert src.resolve(path.encode()) == expected
+
+
+def test_custom_urls_come_before_the_preset() -> None:
+    src = make({"preset": None, "urls": [r"^/tv/(?P<line>\w+)/(?P<password>\w+)/ch(?P<stream>\d+)\.m3u8$"]})
+    assert src.resolve(b"/tv/zoe/pw/ch7.m3u8") == ("7", "zoe")
+    assert src.resolve(b"/live/alice/pw/5.m3u8") == (None, None)  # no preset
+
+
+def test_inventory_change_is_picked_up() -> None:
+    src = make(inventory=("5",))
+    run(src, [line("192.0.2.1", "/live/a/p/9.ts")])
+    src.set_inventory(("5", "9"))
+    r = run(src, [line("192.0.2.1", "/live/a/p/9.ts", nbytes=77)])
+    assert r.streams["9"].sent_bytes_total == 77  # the earlier request, before 9 existed, is not counted
+
+
+def test_sessions_window_and_histogram() -> None:
+    src = make(window=60)
+    a, b = "192.0.2.1", "192.0.2.2"
+    r = run(src, [line(a, "/live/u/p/5.m3u8", t=T0), line(a, "/streams/stream_5_1.ts", t=T0 + 10),
+                  line(b, "/live/v/p/5.m3u8", t=T0 + 5)], now=T0 + 20)
+    assert dict(r.viewers) == {"5": 2} and r.sessions.count == 0
+    r = src.result(T0 + 69)  # a's last request 59 s ago, b's 64 s ago: b's session ended
+    assert dict(r.viewers) == {"5": 1}
+    assert (r.sessions.count, r.sessions.sum) == (1, 0.0)
+    r = run(src, [line(a, "/streams/stream_5_2.ts", t=T0 + 200)], now=T0 + 200)  # a gap > window: a new session
+    assert (r.sessions.count, r.sessions.sum) == (2, 10.0)
+    assert dict(r.sessions.buckets)[10.0] == 2 and dict(r.sessions.buckets)[float("inf")] == 2
+    assert dict(r.viewers) == {"5": 1}
+
+
+def test_same_ip_different_agents_are_different_viewers() -> None:
+    r = run(make(), [line("192.0.2.1", "/live/u/p/5.m3u8", agent="VLC"),
+                     line("192.0.2.1", "/live/w/p/5.m3u8", agent="Kodi"),
+                     line("192.0.2.1", "/streams/stream_5_1.ts", agent="VLC")])
+    assert dict(r.viewers) == {"5": 2} and r.lines_online == 2
+
+
+def test_segment_requests_belong_to_the_clients_line() -> None:
+    r = run(make(), [line("192.0.2.1", "/live/bob/p/7.m3u8", t=T0), line("192.0.2.1", "/streams/stream_5_1.ts")])
+    assert {(c.stream, c.line) for c in r.clients} == {("7", "bob"), ("5", "bob")}
+    assert r.lines_online == 1
+
+
+@pytest.fixture
+def geo(tmp_path: Path) -> Iterator[Geo]:
+    city, asn = write_dbs(tmp_path / "geoip", {"192.0.2.0/25": PLACES["amsterdam"], "192.0.2.128/25": PLACES["berlin"]})
+    g = Geo(parse_config({"geo": {"city_db": str(city), "asn_db": str(asn)}}).geo)
+    yield g
+    g.close()
+
+
+def test_sharing_by_ips_and_by_countries(geo: Geo) -> None:
+    src = make(lookup=geo.lookup, sharing={"max_ips": 2, "max_countries": 1})
+    r = run(src, [
+        line("192.0.2.1", "/live/many/p/5.m3u8"), line("192.0.2.2", "/live/many/p/5.m3u8"),
+        line("192.0.2.3", "/live/many/p/7.m3u8"),  # three IPs, one country
+        line("192.0.2.10", "/live/travel/p/5.m3u8"), line("192.0.2.200", "/live/travel/p/5.m3u8"),  # NL + DE
+        line("192.0.2.20", "/live/home/p/5.m3u8"), line("192.0.2.21", "/live/home/p/5.m3u8"),  # two IPs in NL
+    ])
+    by_line = {s.line: s for s in r.sharing}
+    assert set(by_line) == {"many", "travel"}
+    assert by_line["many"].ips == ("192.0.2.1", "192.0.2.2", "192.0.2.3") and by_line["many"].streams == ("5", "7")
+    assert by_line["travel"].countries == ("DE", "NL")
+    assert r.lines_online == 3
+
+
+def test_json_format() -> None:
+    src = make({"format": "json"})
+    rows = [
+        {"remote_addr": "192.0.2.1", "time_iso8601": "2026-11-26T14:02:11+00:00",
+         "request": "GET /live/alice/pw/5.m3u8?x=1 HTTP/1.1", "status": 200, "body_bytes_sent": 389,
+         "http_user_agent": "VLC"},
+        {"remote_addr": "192.0.2.1", "msec": "1795700001.5", "request_uri": "/streams/stream_5_1.ts",
+         "status": "404", "body_bytes_sent": "153", "http_user_agent": "VLC"},
+    ]
+    lines = [json.dumps(r).encode() for r in rows] + [b"{not json", b"[1, 2]", b'{"status": 200}']
+    r = run(src, lines, now=T0 + 5)
+    assert r.streams["5"].sent_bytes_total == 542
+    assert dict(r.streams["5"].responses_total)["4xx"] == 1
+    assert (r.lines_total, r.skipped_lines_total, r.lines_online) == (5, 3, 1)
+
+
+def test_custom_regex_format() -> None:
+    src = make({"format": "regex",
+                "regex": r'^(?P<ip>\S+) (?P<status>\d{3}) (?P<bytes>\d+|-) (?P<path>\S+) "(?P<agent>[^"]*)"'})
+    r = run(src, [b'192.0.2.1 200 100 /live/a/p/5.ts "VLC"', b'192.0.2.1 200 - /streams/stream_5_1.ts "VLC"',
+                  b"garbage"])
+    assert r.streams["5"].sent_bytes_total == 100
+    assert dict(r.viewers) == {"5": 1} and r.skipped_lines_total == 1
+
+
+def test_lines_with_other_quoting_go_through_the_regex() -> None:
+    main_format = line("192.0.2.1", "/live/a/p/5.ts", nbytes=10) + b' "203.0.113.9"'  # + $http_x_forwarded_for
+    r = run(make(), [main_format, line("192.0.2.1", "/streams/stream_5_1.ts", nbytes="-"),
+                     b'192.0.2.9 - - [x] "GET /live/a/p/5.ts HTTP/1.1 400 7 "-" "odd quotes'])
+    assert r.streams["5"].sent_bytes_total == 10
+    assert (r.lines_total, r.skipped_lines_total) == (3, 1)
+
+
+def test_redaction() -> None:
+    red = Redactor([p for _, p, _ in url_patterns(make({"preset": "xtream"})._cfg)])
+    cases = {
+        'x "GET /live/alice/S3cret/5.ts HTTP/1.1"': 'x "GET /live/alice/***/5.ts HTTP/1.1"',
+        "/hls/bob/hunter2/7/118.ts": "/hls/bob/***/7/118.ts",
+        "/hlsr/tok/bob/hunter2/7/key/1.ts": "/hlsr/tok/bob/***/7/key/1.ts",
+        "/bob/hunter2/7": "/bob/***/7",
+        "/live/alice/S3cret/whatever/else": "/live/alice/***/whatever/else",
+        "/player_api.php?username=erin&password=hunter2&x=1": "/player_api.php?username=erin&password=***&x=1",
+    }
+    for text, want in cases.items():
+        assert red.redact(text) == want
+
+
+def test_skipped_lines_are_logged_without_passwords(caplog: pytest.LogCaptureFixture) -> None:
+    src = make()
+    with caplog.at_level(logging.DEBUG, logger="exporter.sources.accesslog"):
+        run(src, [b'garbage "GET /live/alice/Secr3tPw/5.ts HTTP/1.1 and more'])
+    text = caplog.text
+    assert "/live/alice/***/5.ts" in text and "Secr3tPw" not in text
+
+
+def test_follows_the_file_from_its_end(tmp_path: Path) -> None:
+    from exporter.sources import SampleContext
+
+    path = tmp_path / "access.log"
+    path.write_bytes(line("192.0.2.1", "/live/old/p/5.ts") + b"\n")
+    cfg = parse_config({"viewers": {"access_log": {"path": str(path)}}})
+    src = AccessLogSource(cfg, nowhere)
+    try:
+        from types import MappingProxyType
+
+        from exporter.snapshot import StreamRef
+
+        ctx = SampleContext(T0 + 5, MappingProxyType({"5": StreamRef("5", "5", True)}), MappingProxyType({}))
+        assert src.sample(ctx).lines_total == 0  # what was there before the exporter started is history
+        with path.open("ab") as fh:
+            fh.write(line("192.0.2.1", "/live/new/p/5.ts", nbytes=5) + b"\n" + b"partial")
+        r = src.sample(ctx)
+        assert (r.lines_total, r.streams["5"].sent_bytes_total) == (1, 5)
+    finally:
+        src.close()
+
+
+def test_max_clients_bounds_sessions() -> None:
+    src = make(max_clients=100)
+    r = run(src, [line(f"192.0.{i // 250}.{i % 250}", "/streams/stream_5_1.ts", t=T0 + i / 100) for i in range(150)])
+    assert dict(r.viewers) == {"5": 100}
+
+
+# -- properties ------------------------------------------------------------------------------------------
+
+_valid = st.builds(
+    line,
+    ip=st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1", "-"]),
+    path=st.sampled_from(["/live/a/p/5.m3u8", "/live/b/p/7.ts", "/streams/stream_5_3.ts", "/live/c/p/9.ts",
+                          "/player_api.php?password=x", "/", "/streams/stream_7_low_1.ts?x=\"y"]),
+    status=st.sampled_from([200, 206, 304, 403, 404, 499, 502]),
+    nbytes=st.one_of(st.integers(0, 10**9), st.just("-")),
+    agent=st.sampled_from(["VLC", "Kodi", "", "Mozilla/5.0 (X11; Linux x86_64)"]),
+    t=st.floats(T0 - 120, T0 + 10),
+)
+_garbage = st.binary(max_size=200).map(lambda b: b.replace(b"\n", b""))
+
+
+def _expected_bytes(lines: list[bytes]) -> int:
+    total = 0
+    for ln in lines:
+        for _ip, _t, path, _s, nb, _a in parse_combined(ln):
+            if path.startswith((b"/live/a/", b"/live/b/", b"/streams/stream_5_", b"/streams/stream_7_")):
+                total += 0 if nb == b"-" else int(nb)
+    return total
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_valid, _garbage), max_size=40))
+def test_no_garbage_breaks_the_parser(lines: list[bytes]) -> None:
+    custom = r"(?P<ip>\S+) (?P<path>\S+) (?P<status>\d+) (?P<bytes>\S+)"
+    for fmt in ({}, {"format": "json"}, {"format": "regex", "regex": custom}):
+        src = make(fmt)
+        r = run(src, lines, now=T0 + 10)
+        assert r.lines_total == len(lines) and 0 <= r.skipped_lines_total <= len(lines)
+    src = make()
+    r = run(src, lines, now=T0 + 10)
+    assert sum(s.sent_bytes_total for s in r.streams.values()) == _expected_bytes(lines)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_valid, max_size=40))
+def test_fast_path_and_regex_path_agree(lines: list[bytes]) -> None:
+    fast, slow = make(), make()
+    fast.ingest(lines, T0 + 10)
+    slow.fold(parse_combined(b"\n".join(lines)), T0 + 10)
+    a, b = fast.result(T0 + 10), slow.result(T0 + 10)
+    assert {k: (v.sent_bytes_total, dict(v.responses_total)) for k, v in a.streams.items()} == {
+        k: (v.sent_bytes_total, dict(v.responses_total)) for k, v in b.streams.items()}
+    assert sorted(a.clients) == sorted(b.clients)
+    assert a.lines_online == b.lines_online
