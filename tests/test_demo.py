@@ -22,7 +22,7 @@ from exporter.demo.layout import Layout
 from exporter.demo.procs import processes_naming
 from exporter.demo.stack import Options, Stack
 from exporter.demo.streams import StreamSpec
-from exporter.demo.workload import CITIES, plan
+from exporter.demo.workload import CITIES, networks, plan
 from exporter.geo import Geo
 from exporter.sources.accesslog import parse_combined
 from exporter.sources.processes import ProcessesSource
@@ -166,14 +166,15 @@ def test_origin_serves_panelx_routes_and_logs_combined(tmp_path: Path, server: s
 
 
 def test_generated_geoip_places_loopback_viewers_in_their_cities(tmp_path: Path) -> None:
-    city_db = geodb.write_city_db(tmp_path / "city.mmdb")
-    asn_db = geodb.write_asn_db(tmp_path / "asn.mmdb")
+    city_db, asn_db = geodb.write_dbs(tmp_path, networks())
     geo = Geo(GeoConfig(city_db=city_db, asn_db=asn_db))
     try:
         for city in CITIES:
+            p = city.place
             info = geo.lookup(city.address(10))
-            assert (info.country, info.city, info.asn, info.isp) == (city.country, city.city, city.asn, city.isp)
-            assert info.latitude == pytest.approx(city.latitude)
+            assert (info.country, info.city, info.asn, info.isp) == (p.country, p.city, p.asn, p.isp)
+            assert (info.latitude, info.longitude) == (pytest.approx(p.latitude), pytest.approx(p.longitude))
+        assert geo.lookup("::ffff:127.3.0.10").city == "São Paulo"  # IPv4-mapped, as dual-stack sockets report
         assert geo.lookup("127.0.0.1").country == "unknown"
     finally:
         geo.close()

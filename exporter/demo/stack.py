@@ -118,8 +118,8 @@ class Stack:
         """Write everything the parts read: no process is started here."""
         o, layout = self.options, self.layout.create()
         write_token(layout)
-        geodb.write_city_db(layout.city_db)
-        geodb.write_asn_db(layout.asn_db)
+        geodb.write_city_db(layout.city_db, workload.networks())
+        geodb.write_asn_db(layout.asn_db, workload.networks())
         streams.write_specs(layout, {s.id: streams.stream_argv(layout, s, o.ffmpeg) for s in o.streams})
         (layout.etc / "streams.csv").write_text("".join(f"{s.id},{s.name}\n" for s in o.streams))
         origin.write_lines(layout)

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.demo.geodb import Place
+
 
 @dataclass(frozen=True, slots=True)
 class City:
     network: str
     """An IPv4 /16 inside 127.0.0.0/8."""
-    country: str
-    country_name: str
-    continent: str
-    city: str
-    latitude: float
-    longitude: float
-    asn: int
-    isp: str
+    place: Place
 
     def address(self, host: int) -> str:
         """A viewer address in this city's range: ``127.<n>.0.<host>``."""
@@ -30,15 +25,20 @@ class City:
 
 
 CITIES: tuple[City, ...] = (
-    City("127.1.0.0/16", "NL", "Netherlands", "EU", "Amsterdam", 52.37, 4.90, 64501, "Polder Fiber"),
-    City("127.2.0.0/16", "US", "United States", "NA", "New York", 40.71, -74.01, 64502, "Empire Cable"),
-    City("127.3.0.0/16", "BR", "Brazil", "SA", "São Paulo", -23.55, -46.63, 64503, "Paulista Net"),
-    City("127.4.0.0/16", "JP", "Japan", "AS", "Tokyo", 35.68, 139.69, 64504, "Kanto Hikari"),
-    City("127.5.0.0/16", "NG", "Nigeria", "AF", "Lagos", 6.52, 3.38, 64505, "Lagoon Broadband"),
-    City("127.6.0.0/16", "AU", "Australia", "OC", "Sydney", -33.87, 151.21, 64506, "Harbour Telecom"),
-    City("127.7.0.0/16", "DE", "Germany", "EU", "Berlin", 52.52, 13.40, 64507, "Spree DSL"),
-    City("127.8.0.0/16", "IN", "India", "AS", "Mumbai", 19.08, 72.88, 64508, "Arabian Sea Networks"),
+    City("127.1.0.0/16", Place("NL", "Netherlands", "EU", "Amsterdam", 52.37, 4.90, 64501, "Polder Fiber", 2759794)),
+    City("127.2.0.0/16", Place("US", "United States", "NA", "New York", 40.71, -74.01, 64502, "Empire Cable", 5128581)),
+    City("127.3.0.0/16", Place("BR", "Brazil", "SA", "São Paulo", -23.55, -46.63, 64503, "Paulista Net", 3448439)),
+    City("127.4.0.0/16", Place("JP", "Japan", "AS", "Tokyo", 35.68, 139.69, 64504, "Kanto Hikari", 1850147)),
+    City("127.5.0.0/16", Place("NG", "Nigeria", "AF", "Lagos", 6.52, 3.38, 64505, "Lagoon Broadband", 2332459)),
+    City("127.6.0.0/16", Place("AU", "Australia", "OC", "Sydney", -33.87, 151.21, 64506, "Harbour Telecom", 2147714)),
+    City("127.7.0.0/16", Place("DE", "Germany", "EU", "Berlin", 52.52, 13.40, 64507, "Spree DSL", 2950159)),
+    City("127.8.0.0/16", Place("IN", "India", "AS", "Mumbai", 19.08, 72.88, 64508, "Arabian Sea Networks", 1275339)),
 )
+
+
+def networks() -> dict[str, Place]:
+    """The cities as ``{CIDR: place}``, what :func:`exporter.demo.geodb.write_dbs` takes."""
+    return {c.network: c.place for c in CITIES}
 
 
 @dataclass(frozen=True, slots=True)
