@@ -49,7 +49,9 @@ class ActionsComponent:
         await asyncio.to_thread(self.worker.start)
 
     async def stop(self) -> None:
+        """Worker first (outcomes are written), then the journal; a component is started once."""
         await asyncio.to_thread(self.worker.stop)
+        self.journal.close()
 
 
 def _check_http_secrets(cfg: HttpAction) -> None:
