@@ -185,6 +185,10 @@ def test_viewer_plan_spreads_over_cities_and_streams() -> None:
     assert len({v.address.split(".")[1] for v in viewers}) == len(CITIES)
     assert {v.stream for v in viewers} == {"1", "2", "3", "4"}
     assert len({v.address for v in viewers}) == len(viewers)
+    by_line: dict[str, set[str]] = {}
+    for v in viewers:
+        by_line.setdefault(v.username, set()).add(v.address.split(".")[1])
+    assert [u for u, cities in by_line.items() if len(cities) > 1] == ["alice"]  # one shared line, on purpose
 
 
 def test_alert_for_durations_are_capped_only_when_longer() -> None:

@@ -50,7 +50,8 @@ class Line:
 LINES: tuple[Line, ...] = (
     Line("alice", "Secr3t"), Line("bob", "pa55"), Line("carol", "xyz123"), Line("dave", "d4ve"),
     Line("erin", "hunter2"), Line("frank", "f00bar"), Line("grace", "gr4ce"), Line("heidi", "h3idi"),
-    Line("ivan", "iv4n"), Line("judy", "jud7"),
+    Line("ivan", "iv4n"), Line("judy", "jud7"), Line("ken", "k3nny"), Line("lena", "l3na"), Line("mike", "m1ke"),
+    Line("nina", "n1na"), Line("oscar", "0scar"), Line("peggy", "p3ggy"),
 )
 
 
@@ -68,8 +69,8 @@ _AGENTS = ("VLC/3.0.20 LibVLC/3.0.20", "IPTVSmartersPlayer", "okhttp/4.9.2", "La
 
 
 def plan(streams: tuple[str, ...]) -> tuple[Viewer, ...]:
-    """Two viewers per city spread over the streams; alice also watches from Tokyo (a shared line),
-    and one Berlin viewer has a wrong password (403s)."""
+    """Two viewers per city, each on a line of their own, spread over the streams; alice also watches from
+    Tokyo (one shared line), and one Berlin viewer has a wrong password (403s)."""
     viewers: list[Viewer] = []
     by_user = {line.username: line for line in LINES}
     for i, city in enumerate(CITIES):
