@@ -4,8 +4,10 @@ must show streams, viewers by country and city, bytes per stream, and leave noth
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -271,8 +273,7 @@ def _stop_and_check_clean(proc: Proc, data: Path) -> None:
     in_group = []
     for p in psutil.process_iter(["pid"]):
         try:
-            if p.pid != demo_pid and psutil.Process(p.pid).status() != psutil.STATUS_ZOMBIE \
-                    and __import__("os").getpgid(p.pid) == demo_pid:
+            if p.pid != demo_pid and p.status() != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == demo_pid:
                 in_group.append(p.pid)
         except (psutil.NoSuchProcess, ProcessLookupError):
             continue
@@ -311,3 +312,18 @@ def test_demo_with_builtin_standins_needs_no_ffmpeg_or_nginx(tmp_path: Path) -> 
             _stop_and_check_clean(proc, data)
         else:
             raise AssertionError(f"demo exited early: {proc.output()[-3000:]}")
+
+
+def test_demo_on_a_taken_port_fails_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", "demo", f"--web.listen-address=127.0.0.1:{port}",
+             "--data-dir", str(tmp_path / "d"), "--builtin", "--no-monitoring", "--free-ports"],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert not (tmp_path / "d" / "run" / "stream_101.pid").exists()
+    assert not processes_naming(tmp_path / "d")

@@ -15,6 +15,7 @@ import logging
 import random
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -49,6 +50,20 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The exporter's listening socket, bound before the stack starts (uvicorn serves on it)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
 class Demo:
     def __init__(self, stack: Stack, listen: tuple[str, int], chaos_interval: float) -> None:
         self.stack = stack
@@ -67,18 +82,25 @@ class Demo:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._signal, sig)
+        host, port = self.listen
+        try:
+            listener = bind(host, port)  # first: a taken port fails before anything is started
+        except OSError as exc:
+            print(f"demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+            return 1
         try:
             await asyncio.to_thread(self.stack.start)
         except StackError as exc:
+            listener.close()
             print(f"demo: {exc}", file=sys.stderr)
             return 1
         try:
-            return await self._serve()
+            return await self._serve(listener)
         finally:
             left = await asyncio.to_thread(self.stack.stop)
             print(f"demo stopped{f' ({left} stray processes killed)' if left else ''}.", flush=True)
 
-    async def _serve(self) -> int:
+    async def _serve(self, listener: socket.socket) -> int:
         from exporter.runtime import build_runtime
         from exporter.web.app import create_app
 
@@ -88,12 +110,12 @@ class Demo:
         host, port = self.listen
         server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                              lifespan="on"))
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         if not server.started:
             await serving
-            print(f"demo: the exporter could not listen on {host}:{port}", file=sys.stderr)
+            print("demo: the exporter did not start (see the log above)", file=sys.stderr)
             return 1
         print(self.stack.summary(), flush=True)
         print("Ctrl-C stops everything.", flush=True)
