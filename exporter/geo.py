@@ -185,13 +185,14 @@ class Geo:
         return self._interned.setdefault(info.key(), info)
 
     def _answer(self, ip: str) -> GeoInfo:
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]  # a v4-mapped peer of a dual-stack listener
+        if not self._overrides:
+            return self._from_dbs(ip)  # the database rejects what is not an address
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return NOWHERE
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-            ip = str(addr)
         info = self._from_dbs(ip)
         for network, fields in self._overrides:
             if addr.version == network.version and addr in network:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import functools
+import itertools
 import json
 import logging
 import re
@@ -195,6 +197,32 @@ def parse_regex_line(rx: re.Pattern[bytes], line: bytes) -> Row | None:
     return (ip, d.get("time") or b"", _clean_path(path), status, nbytes, d.get("agent") or b"")
 
 
+_DIGITS = b"0123456789"
+
+
+def _shape(request: bytes) -> tuple[bytes, int] | None:
+    """``GET /streams/stream_5_#.ts HTTP/1.1`` for ``.../stream_5_118.ts``, and where the number started.
+
+    Only a number right before the extension and after ``_`` or ``/`` (a segment number) is replaced.
+    """
+    start = request.find(b"/")
+    if start < 0:
+        return None
+    end = request.find(b" ", start)
+    if end < 0:
+        end = len(request)
+    query = request.find(b"?", start, end)
+    if query >= 0:
+        end = query
+    dot = request.rfind(b".", start, end)
+    if dot < 0:
+        return None
+    stripped = request[:dot].rstrip(_DIGITS)
+    if len(stripped) == dot or stripped[-1:] not in (b"_", b"/"):
+        return None
+    return stripped + b"#" + request[dot:], len(stripped)
+
+
 # -- results -------------------------------------------------------------------------------------------
 
 CODES = ("2xx", "3xx", "4xx", "5xx")
@@ -257,8 +285,19 @@ class AccessLogResult:
 # -- the source ----------------------------------------------------------------------------------------
 
 Lookup = Callable[[str], GeoInfo]
+Hit = tuple[str, "str | None", "list[int]"]
+"""(stream, line, the stream's traffic counters): what a request line means, cached per request line."""
 _NOT_A_STREAM = (None, None)
-URL_CACHE_SIZE = 200_000
+_NO_HIT: Hit = ("", None, [])
+"""Not a stream (or not one in the inventory): an empty stream id, which no inventory stream has."""
+URL_CACHE_SIZE = 300_000
+"""Distinct request lines remembered; past it the older half is forgotten (segment URLs age quickly)."""
+
+
+def _trim(cache: dict[bytes, Hit]) -> None:
+    if len(cache) > URL_CACHE_SIZE:
+        for key in list(itertools.islice(cache, len(cache) // 2)):
+            del cache[key]
 
 
 class AccessLogSource:
@@ -285,7 +324,12 @@ class AccessLogSource:
         the exporter from starting."""
         self._refresh = refresh
         self._inventory: frozenset[str] = frozenset()
-        self._urls: dict[bytes, tuple[str | None, str | None]] = {}
+        self._urls: dict[bytes, Hit] = {}
+        self._shapes: dict[bytes, Hit] = {}
+        """Segment URLs with their number replaced by ``#`` -> answer: a new segment of a known stream
+        costs a dict lookup, not a regex (on a host with many quiet channels most segments are new)."""
+        self._ended: list[float] = []
+        """Durations of sessions ended since the last round; bucketed in C once per round."""
         self._traffic: dict[str, list[int]] = {}
         """stream -> [body bytes, 1xx, 2xx, 3xx, 4xx, 5xx]"""
         self._sessions: dict[tuple[str, bytes, bytes], list[float]] = {}
@@ -316,6 +360,7 @@ class AccessLogSource:
         if inventory != self._inventory:
             self._inventory = inventory
             self._urls.clear()  # cached "not a stream" answers may be streams now, and the reverse
+            self._shapes.clear()
 
     # -- parsing ------------------------------------------------------------------------------------
 
@@ -344,7 +389,19 @@ class AccessLogSource:
                 log.debug("access log line skipped (unparsable) line=%s", self.redactor.redact(text))
                 return
 
-    def resolve(self, request: bytes) -> tuple[str | None, str | None]:
+    def lookup_url(self, request: bytes) -> Hit:
+        """:meth:`resolve` through the segment-shape cache; the caller caches the answer per request."""
+        shape = _shape(request)
+        if shape is not None:
+            hit = self._shapes.get(shape[0])
+            if hit is not None:
+                return hit
+        stream, line = self.resolve(request, shape)
+        if stream is None:
+            return _NO_HIT
+        return (stream, line, self._traffic[stream])
+
+    def resolve(self, request: bytes, shape: tuple[bytes, int] | None = None) -> tuple[str | None, str | None]:
         """(stream, line) of a request line or path, or (None, None): not a stream URL or not in the inventory.
 
         Called once per distinct request (then cached), which on a host with many quiet channels is every
@@ -366,12 +423,21 @@ class AccessLogSource:
             if m is None:
                 continue
             stream = m.group("stream")
+            has_line = "line" in pattern.groupindex
             if stream not in self._inventory:
-                return _NOT_A_STREAM
-            line = m.group("line") if "line" in pattern.groupindex else None
-            if stream not in self._traffic:
-                self._traffic[stream] = [0, 0, 0, 0, 0, 0]
-            return (stream, line or None)
+                answer: tuple[str | None, str | None] = _NOT_A_STREAM
+            else:
+                answer = (stream, (m.group("line") if has_line else None) or None)
+                if stream not in self._traffic:
+                    self._traffic[stream] = [0, 0, 0, 0, 0, 0]
+            # Same answer for every segment number if the number is not part of the stream id or line
+            # (preset patterns accept any number there; custom ones might not).
+            if shape is not None and whole and m.end("stream") <= shape[1] - start and (
+                    not has_line or m.end("line") <= shape[1] - start):
+                _trim(self._shapes)
+                self._shapes[shape[0]] = _NO_HIT if answer[0] is None else (answer[0], answer[1],
+                                                                             self._traffic[answer[0]])
+            return answer
         return _NOT_A_STREAM
 
     # -- the hot path ---------------------------------------------------------------------------------
@@ -410,21 +476,21 @@ class AccessLogSource:
         if not lines:
             return 0
         parts = (b"\n" + b"\n".join(lines)).split(b'"')
-        urls, resolve = self._urls, self.resolve
-        traffic, sessions, client_line = self._traffic, self._sessions, self._client_line
+        urls, resolve = self._urls, self.lookup_url
+        sessions, client_line = self._sessions, self._client_line
         window = self._window
+        ended = self._ended.append
         bad = 0
         last_raw = None
         ts = now
-        if len(urls) > URL_CACHE_SIZE:
-            urls.clear()
+        _trim(urls)
         # heads has one more item (the text after the last quote): strict=False drops it
         for head, request, mid, agent in zip(parts[0::6], parts[1::6], parts[2::6], parts[5::6], strict=False):
             hit = urls.get(request)
             if hit is None:
                 hit = urls[request] = resolve(request)
-            stream, line = hit
-            if stream is None:
+            stream, line, acc = hit
+            if not stream:
                 continue
             try:
                 code = mid[1] - 48
@@ -442,7 +508,6 @@ class AccessLogSource:
                 last_raw = traw
                 parsed = parse_time(traw)
                 ts = now if parsed is None or parsed > now else parsed
-            acc = traffic[stream]
             acc[0] += nb
             acc[code] += 1
             if code > 3:
@@ -453,7 +518,7 @@ class AccessLogSource:
             if s is None:
                 sessions[key] = [ts, ts]
             elif ts - s[1] > window:
-                self._observe(s[1] - s[0])
+                ended(s[1] - s[0])
                 s[0] = s[1] = ts
             elif ts > s[1]:
                 s[1] = ts
@@ -463,25 +528,23 @@ class AccessLogSource:
 
     def fold(self, rows: Iterable[Row], now: float) -> None:
         """Count parsed rows (JSON, custom regex, odd combined lines); the same steps as :meth:`fold_combined`."""
-        urls, resolve = self._urls, self.resolve
-        traffic, sessions, client_line = self._traffic, self._sessions, self._client_line
+        urls, resolve = self._urls, self.lookup_url
+        sessions, client_line = self._sessions, self._client_line
         window = self._window
         last_raw = None
         ts = now
-        if len(urls) > URL_CACHE_SIZE:
-            urls.clear()
+        _trim(urls)
         for ip, traw, path, status, nbytes, agent in rows:
             hit = urls.get(path)
             if hit is None:
                 hit = urls[path] = resolve(path)
-            stream, line = hit
-            if stream is None:
+            stream, line, acc = hit
+            if not stream:
                 continue
             if traw != last_raw:
                 last_raw = traw
                 parsed = parse_time(traw)
                 ts = now if parsed is None or parsed > now else parsed
-            acc = traffic[stream]
             acc[0] += int(nbytes) if nbytes != b"-" else 0
             acc[status[0] - 48] += 1
             if status[0] > 51:
@@ -491,18 +554,22 @@ class AccessLogSource:
             if s is None:
                 sessions[key] = [ts, ts]
             elif ts - s[1] > window:
-                self._observe(s[1] - s[0])
+                self._ended.append(s[1] - s[0])
                 s[0] = s[1] = ts
             elif ts > s[1]:
                 s[1] = ts
             if line is not None:
                 client_line[(ip, agent)] = line
 
-    def _observe(self, seconds: float) -> None:
-        seconds = seconds if seconds > 0.0 else 0.0
-        self._buckets[bisect.bisect_left(SESSION_BUCKETS, seconds)] += 1
-        self._session_sum += seconds
-        self._session_count += 1
+    def _observe_ended(self) -> None:
+        """Fold the round's ended sessions into the histogram: counting and summing in C."""
+        ended, self._ended = self._ended, []
+        if not ended:
+            return
+        for index, n in Counter(map(functools.partial(bisect.bisect_left, SESSION_BUCKETS), ended)).items():
+            self._buckets[index] += n
+        self._session_sum += sum(ended)
+        self._session_count += len(ended)
 
     # -- once per round ------------------------------------------------------------------------------
 
@@ -512,7 +579,7 @@ class AccessLogSource:
         ended = [k for k, s in sessions.items() if s[1] < cutoff]
         for k in ended:
             s = sessions.pop(k)
-            self._observe(s[1] - s[0])
+            self._ended.append(s[1] - s[0])
         if len(sessions) > self._max_clients:
             if not self._warned_full:
                 log.warning("too many viewer sessions, dropping the oldest max_clients=%d", self._max_clients)
@@ -525,6 +592,7 @@ class AccessLogSource:
 
     def result(self, now: float) -> AccessLogResult:
         self._expire(now)
+        self._observe_ended()
         client_line = self._client_line
         viewers: Counter[str] = Counter()
         clients: list[Viewer] = []
