@@ -42,11 +42,14 @@ def _clients(rng: random.Random, count: int) -> list[tuple[str, str, str, str]]:
 def generate(path: Path, lines: int, streams: int, *, end: float | None = None, rate: float = 300.0,
              clients: int = 20_000, seed: int = 9) -> int:
     """Write ``lines`` lines for streams ``1..streams``; returns the file's size in bytes."""
-    rng = random.Random(seed)
-    pool = _clients(rng, clients)
+    # The same clients watching the same channels in every chunk of one workload (seeded apart from the
+    # chunk), so a log appended round after round shows viewers who stay, as a real one does.
+    pool_rng = random.Random(f"clients-{clients}-{streams}")
+    pool = _clients(pool_rng, clients)
     # A few popular channels and a long tail, as on a real host.
     weights = [1.0 / (k ** 0.8) for k in range(1, streams + 1)]
-    watching = rng.choices(range(1, streams + 1), weights=weights, k=clients)
+    watching = pool_rng.choices(range(1, streams + 1), weights=weights, k=clients)
+    rng = random.Random(seed)
     end = time.time() if end is None else end
     start = end - lines / rate
     kinds = rng.choices(

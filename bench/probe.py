@@ -62,12 +62,14 @@ def main(config_path: str, rounds: int, want_profile: bool = False) -> None:
             for st in snap.statuses:
                 sources.setdefault(st.name, []).append(st.duration_seconds)
     prof: tuple[str, list[str]] = ("", [])
+    render_prof: tuple[str, list[str]] = ("", [])
     if want_profile:
         from bench.profiling import profile
 
         print("next", flush=True)
         sys.stdin.readline()
         prof = profile(rt.sampler.sample_once, repeat=1)
+        render_prof = profile(lambda: generate_latest(rt.registry), repeat=3)
     statuses = {st.name: {"up": st.up, "error": st.error} for st in snap.statuses}
     renders, text = [], b""
     for _ in range(rounds + 1):
@@ -90,7 +92,7 @@ def main(config_path: str, rounds: int, want_profile: bool = False) -> None:
         "gzip_cpu": gz_cpu, "size": len(text), "gzip_size": len(gz), "openmetrics_size": len(om),
         "rss": rss_bytes(os.getpid()), "hwm": status.get("VmHWM", 0), "sources": sources,
         "statuses": statuses, "added": added, "streams": len(snap.streams),
-        "metrics": text.decode("utf-8"), "profile": list(prof),
+        "metrics": text.decode("utf-8"), "profile": list(prof), "render_profile": list(render_prof),
     }), flush=True)
 
 

@@ -96,7 +96,10 @@ class Host:
                 "process": "ffmpeg", "cmdline": re.escape(f"{self.root}/streams/") + r"stream_(?P<stream>\d+)\.m3u8",
             }]},
             "viewers": {"ports": [self.farm.port],
-                        "access_log": {"path": str(self.log), "format": "combined", "preset": "panelx"}},
+                        # From the start: the first round takes in the last minute of requests, as if the
+                        # exporter had been running, so later rounds see viewers who are already known.
+                        "access_log": {"path": str(self.log), "format": "combined", "preset": "panelx",
+                                       "from_start": True}},
             "geo": self.opts.geo_config(),
         }
         cfg.update(extra)
