@@ -99,9 +99,14 @@ def test_killed_stream_is_restarted_by_the_alert_and_journaled_once(stack: Stack
         wait_until(lambda: all(a["status"]["state"] != "active" for a in _am_alerts(stack, VICTIM)),
                    timeout=30, what="IPTVStreamDown resolved in Alertmanager")
 
-        journal = httpx.get(f"{exporter.url}/api/actions", headers={"Authorization": f"Bearer {token}"},
-                            timeout=5).json()
-        actions = journal["actions"]
+        def finished() -> list[dict[str, Any]] | None:
+            """The journal once every action in it has a result (verification may still be running)."""
+            journal = httpx.get(f"{exporter.url}/api/actions", headers={"Authorization": f"Bearer {token}"},
+                                timeout=5).json()
+            done: list[dict[str, Any]] = journal["actions"]
+            return done if done and all(a["result"] is not None for a in done) else None
+
+        actions = wait_until(finished, timeout=40, what="the journaled action finished (verified)")
         assert len(actions) == 1, actions
         action = actions[0]
         assert (action["stream"], action["action"], action["runner"], action["result"]) == (
