@@ -343,8 +343,14 @@ class AccessLogSource:
         self._warned_full = False
 
     def close(self) -> None:
-        if self._follower is not None:
-            self._follower.close()
+        follower = getattr(self, "_follower", None)  # also from __del__ after a failed __init__
+        if follower is not None:
+            follower.close()
+
+    def __del__(self) -> None:
+        # The runtime has no shutdown hook for sources: close the followed file with the source, so a
+        # dropped runtime (tests build many) leaves no open file behind.
+        self.close()
 
     def sample(self, ctx: SampleContext) -> AccessLogResult:
         if self._refresh is not None:
