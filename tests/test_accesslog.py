@@ -315,3 +315,19 @@ def test_fast_path_and_regex_path_agree(lines: list[bytes]) -> None:
         k: (v.sent_bytes_total, dict(v.responses_total)) for k, v in b.streams.items()}
     assert sorted(a.clients) == sorted(b.clients)
     assert a.lines_online == b.lines_online
+
+
+def test_a_dropped_source_leaves_no_open_file(tmp_path: Path) -> None:
+    """The runtime has no shutdown hook for sources; tests build many runtimes (filterwarnings=error)."""
+    import gc
+    from types import MappingProxyType
+
+    from exporter.sources import SampleContext
+
+    path = tmp_path / "access.log"
+    path.write_bytes(b"")
+    src = AccessLogSource(parse_config({"viewers": {"access_log": {"path": str(path)}}}), nowhere)
+    src.sample(SampleContext(T0, MappingProxyType({}), MappingProxyType({})))
+    assert src._follower is not None and src._follower.exists
+    del src
+    gc.collect()  # an unclosed file would raise ResourceWarning here, an error under filterwarnings=error
