@@ -159,3 +159,43 @@ def raise_nofile(wanted: int) -> int:
     except (ValueError, PermissionError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+Measured = Callable[[], tuple[Timing, Any]]
+"""One measurement: returns its timing and a value (what it saw)."""
+
+
+def child_measure(argv: Sequence[str], stdout: Path) -> Measured:
+    def measure() -> tuple[Timing, Any]:
+        r = run_child(argv, stdout)
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {stdout.read_text()[:500]}")
+        return r.timing, r
+
+    return measure
+
+
+def interleaved(measures: dict[str, Measured], runs: int, warmup: int = 1) -> dict[str, tuple[Series, Any]]:
+    """Run each measurement once per round, in turn, for ``runs`` rounds after ``warmup`` rounds.
+
+    Taking turns puts every contender under the same load drift: on a shared machine the load changes
+    from one second to the next, and a ratio of two figures taken minutes apart would measure that too.
+    """
+    for _ in range(warmup):
+        for fn in measures.values():
+            fn()
+    timings: dict[str, list[Timing]] = {k: [] for k in measures}
+    last: dict[str, Any] = {}
+    for _ in range(runs):
+        for name, fn in measures.items():
+            t, last[name] = fn()
+            timings[name].append(t)
+    return {k: (Series(tuple(v)), last[k]) for k, v in timings.items()}
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> Measured:
+    """``fn(*args)`` as an in-process measurement."""
+    def measure() -> tuple[Timing, Any]:
+        return in_process(lambda: fn(*args))
+
+    return measure

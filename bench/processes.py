@@ -6,6 +6,7 @@ is scraped, so the CPU time of one scrape (summed over its threads, from schedst
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from types import MappingProxyType
 
 import httpx
 
-from bench.measure import Series, Timing, ms, ratio, repeat, task_cpu_seconds
+from bench.measure import Measured, Series, Timing, interleaved, ms, ratio, task_cpu_seconds, timed
 from bench.options import Options
 from bench.profiling import as_markdown, profile
 from bench.report import Section, Target
@@ -25,6 +26,7 @@ from exporter.config import parse_config
 from exporter.sources import SampleContext
 from exporter.sources.processes import ProcessesSource
 
+PE_VARIANTS = [("defaults", []), ("lean", ["-gather-smaps=false", "-threads=false"])]
 TARGET_AT = 500
 TARGET = 0.3
 PE_CONFIG = f"""process_names:
@@ -37,8 +39,8 @@ PE_CONFIG = f"""process_names:
 class ProcessExporter:
     """prometheus-process-exporter on a free loopback port, with ``flags`` added to Debian's defaults."""
 
-    def __init__(self, tmp: Path, flags: list[str]) -> None:
-        self.config = tmp / "process-exporter.yml"
+    def __init__(self, tmp: Path, flags: list[str], name: str = "pe") -> None:
+        self.config = tmp / f"process-exporter-{name}.yml"
         self.config.write_text(PE_CONFIG)
         self.port = free_port()
         self.flags = flags
@@ -88,18 +90,19 @@ def run(opts: Options) -> Section:
     for n in sizes:
         with Fleet(exe, opts.tmp / "webapp", n) as fleet:
             source = ProcessesSource(config)
-            ours, result = repeat(functools.partial(source.sample, ctx), opts.runs, warmup=2)
+            with contextlib.ExitStack() as stack:
+                measures: dict[str, Measured] = {"ours": timed(source.sample, ctx)}
+                pes: dict[str, ProcessExporter] = {}
+                for name, flags in PE_VARIANTS if have_pe else ():
+                    pes[name] = stack.enter_context(ProcessExporter(opts.tmp, flags, name))
+                    measures[name] = pes[name].scrape
+                # Two warm-up rounds: both keep per-process state between rounds.
+                found = interleaved(measures, opts.runs, warmup=2)
+            ours, result = found["ours"]
             up = sum(1 for s in result.streams.values() if s.up)
-            pe_figures: list[tuple[Series, int, int]] = []
-            for flags in ([], ["-gather-smaps=false", "-threads=false"]) if have_pe else ():
-                with ProcessExporter(opts.tmp, flags) as pe:
-                    pe.scrape()
-                    pe.scrape()  # warm: it keeps per-process state between scrapes, as ours does
-                    timings, text = [], ""
-                    for _ in range(opts.runs):
-                        t, text = pe.scrape()
-                        timings.append(t)
-                    pe_figures.append((Series(tuple(timings)), pe.groups(text), len(text)))
+            pe_figures: list[tuple[Series, int, int]] = [
+                (found[name][0], pes[name].groups(found[name][1]), len(found[name][1])) for name in pes
+            ]
             row = [f"{n:,}", f"{up:,} / " + " / ".join(f"{g:,}" for _, g, _ in pe_figures),
                    f"{ms(ours.cpu)} ({ms(ours.wall)})"]
             for series, _, size in pe_figures:
@@ -127,8 +130,9 @@ def run(opts: Options) -> Section:
         f"(`{PROCESS_EXPORTER_REGEX}` on comm `ffmpeg`, grouped by stream id, like ours) reads /proc on",
         "each scrape: its figure is the CPU its threads used while answering one `GET /metrics`, with",
         "Debian's defaults (smaps and per-thread metrics on: what the package runs) and with both turned off.",
-        "Both are warm (state kept from earlier rounds). Every figure: CPU time, median of",
-        f"{opts.runs} runs, wall time in brackets. The host's other processes are scanned by both.",
+        "All three are warm (state kept from earlier rounds) and take turns, run after run. Every figure: CPU",
+        f"time, median of {opts.runs} runs, wall time in brackets. The host's other processes are scanned by",
+        "all (ours counts any ffmpeg that matches its presets, hence a stream more at times).",
         "",
     )
     header = ["streams", "streams seen (ours / pe / pe lean)", "ours", "process-exporter (defaults)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cProfile
+import re
 import io
 import pstats
 from collections.abc import Callable
@@ -15,7 +16,10 @@ def profile(fn: Callable[[], Any], repeat: int = 3, top: int = 12) -> tuple[str,
         from pyinstrument import Profiler
     except ImportError:
         return "cProfile", _cprofile(fn, repeat, top)
-    profiler = Profiler(interval=0.0005)
+    try:
+        profiler = Profiler(interval=0.0005, use_timing_thread=True)  # cheap clock where the precise one is slow
+    except TypeError:
+        profiler = Profiler(interval=0.0005)  # pyinstrument before 4.6
     profiler.start()
     for _ in range(repeat):
         fn()
@@ -43,20 +47,19 @@ def as_markdown(title: str, tool: str, lines: list[str]) -> list[str]:
     return [f"Profile of {title} ({tool}, heaviest first):", "", "```", *lines, "```", ""]
 
 
-def spy(pid: int, seconds: float, out: str, top: int = 15) -> tuple[str, list[str]] | None:
-    """Sample another Python process with py-spy for ``seconds`` (started in the background).
+def spy(pid: int, seconds: float, out: str) -> bool:
+    """Sample another Python process with py-spy for ``seconds``, in the background, into ``out``.
 
-    Returns a callable's worth of result later: call :func:`spy_summary` on ``out`` once the span is over.
-    None when py-spy is not installed.
+    Call :func:`spy_summary` on ``out`` once the span is over. False when py-spy is not installed.
     """
     import subprocess
 
     exe = py_spy()
     if exe is None:
-        return None
+        return False
     subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200",
                       "-f", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return "py-spy", []
+    return True
 
 
 def py_spy() -> str | None:
@@ -69,6 +72,7 @@ def py_spy() -> str | None:
     return beside if os.access(beside, os.X_OK) else shutil.which("py-spy")
 
 
+_LINE = re.compile(r":\d+\)$")
 SKIP_FRAMES = ("exporter/__main__.py", "exporter/cli.py", "<module>")
 """Frames every sample passes through: they say nothing about where the time goes."""
 
@@ -88,7 +92,8 @@ def spy_summary(path: str, top: int = 15, prefix: str = "") -> list[str]:
                     continue
                 n = int(count)
                 total += n
-                frames = stack.split(";")
+                # "func (path:line)": the same function at several lines is one entry
+                frames = [_LINE.sub(")", f) for f in stack.split(";")]
                 for frame in set(frames):
                     if prefix in frame and not any(skip in frame for skip in SKIP_FRAMES):
                         inclusive[frame] += n

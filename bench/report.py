@@ -102,7 +102,7 @@ def render(sections: list[Section], *, argv: list[str], started: dt.datetime, wa
         "## This run",
         "",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}, took {wall_seconds / 60:.1f} min; command "
-        f"`python -m bench {' '.join(argv)}`".rstrip(),
+        f"`{' '.join(['python -m bench', *argv])}`",
     ]
     out += [f"- {k}: {v}" for k, v in machine()]
     out += [

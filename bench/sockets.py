@@ -9,7 +9,7 @@ from types import MappingProxyType
 import psutil
 
 from bench.connfarm import ConnFarm, source_addresses
-from bench.measure import Series, in_process, ms, ratio, repeat, run_child
+from bench.measure import child_measure, interleaved, ms, ratio, timed
 from bench.options import Options
 from bench.profiling import as_markdown, profile
 from bench.report import Section, Target
@@ -20,20 +20,6 @@ from exporter.sources.sockets import SocketsSource
 
 TARGET_AT = 10_000
 TARGET = 0.7
-
-
-def _ss(port: int, opts: Options, runs: int) -> tuple[Series, int]:
-    argv = ["ss", "-tinH", "state", "established", f"( sport = :{port} )"]
-    out = opts.tmp / "ss.out"
-    run_child(argv, out)  # warm-up: page cache, binary
-    timings = []
-    for _ in range(runs):
-        r = run_child(argv, out)
-        if r.returncode != 0:
-            raise RuntimeError(f"ss failed: {out.read_text()[:500]}")
-        timings.append(r.timing)
-    lines = out.read_text().splitlines()
-    return Series(tuple(timings)), sum(1 for ln in lines if ln and not ln[0].isspace())
 
 
 def _psutil(port: int) -> int:
@@ -59,17 +45,18 @@ def run(opts: Options) -> Section:
                 geo.lookup.cache_clear()  # type: ignore[attr-defined]
                 return len(SocketsSource(config, geo.lookup, geo.refresh).sample(ctx).connections)
 
-            cold_runs = []
-            for _ in range(opts.runs):
-                t, seen_cold = in_process(cold)
-                cold_runs.append(t)
             source = SocketsSource(config, geo.lookup, geo.refresh)
-            warm, result = repeat(functools.partial(source.sample, ctx), opts.runs)
+            ss_out = opts.tmp / "ss.out"
+            found = interleaved({
+                "steady": timed(source.sample, ctx),
+                "first": timed(cold),
+                "ss": child_measure(["ss", "-tinH", "state", "established", f"( sport = :{farm.port} )"], ss_out),
+                "psutil": timed(_psutil, farm.port),
+            }, opts.runs)
+            (warm, result), (cold_s, _), (ss, _), (ps, ps_seen) = (found[k] for k in ("steady", "first", "ss",
+                                                                                      "psutil"))
             seen = len(result.connections)
-            ss, ss_seen = _ss(farm.port, opts, opts.runs)
-            ps_runs = max(3, opts.runs // 2) if n >= 10_000 else opts.runs
-            ps, ps_seen = repeat(lambda: _psutil(farm.port), ps_runs)
-            cold_s = Series(tuple(cold_runs))
+            ss_seen = sum(1 for ln in ss_out.read_text().splitlines() if ln and not ln[0].isspace())
             rows.append([
                 f"{n:,}", f"{seen:,} / {ss_seen:,} / {ps_seen:,}",
                 f"{ms(warm.cpu)} ({ms(warm.wall)})", f"{ms(cold_s.cpu)} ({ms(cold_s.wall)})",
@@ -98,8 +85,9 @@ def run(opts: Options) -> Section:
         "(every round after the first: per-socket state and geo answers are reused), *first* a fresh source",
         "with an empty geo cache. `ss -tinH state established '( sport = :PORT )'` as a child process (CPU from",
         "wait4, fork and exec included, which is the cost of calling it); `psutil.net_connections('tcp')`",
-        "filtered to the port (it reads /proc/net/tcp* and every process's fd table). Figures are CPU time",
-        f"medians of {opts.runs} runs, wall time in brackets; connections seen: ours / ss / psutil.",
+        "filtered to the port (it reads /proc/net/tcp* and every process's fd table). The four take turns,",
+        f"run after run; figures are CPU time medians of {opts.runs} runs, wall time in brackets; connections",
+        "seen: ours / ss / psutil.",
         "",
     )
     section.table(["connections", "seen", "ours steady", "ours first", "ss -tinH", "psutil", "steady / ss",

@@ -24,7 +24,7 @@ import yaml
 
 from bench.measure import ms, task_cpu_seconds
 from bench.options import Options
-from bench.profiling import as_markdown, spy, spy_summary
+from bench.profiling import as_markdown, py_spy, spy, spy_summary
 from bench.report import Section, Target
 from bench.util import free_port, wait_until
 
@@ -226,10 +226,13 @@ def run(opts: Options) -> Section:
         )
         if opts.profile:
             out = str(opts.tmp / "webhook-spy.txt")
-            _burst_once(opts.tmp / "webhook-profile", streams, senders, spy_out=out)
-            lines = spy_summary(out, prefix="(exporter/")
-            section.lines += as_markdown("the exporter during a burst (another burst, sampled at 200 Hz)",
-                                         "py-spy", lines)
+            if py_spy() is None:
+                section.add("(No profile: py-spy is not installed; `pip install py-spy`, the `bench` extra.)", "")
+            else:
+                _burst_once(opts.tmp / "webhook-profile", streams, senders, spy_out=out)
+                lines = spy_summary(out, prefix="(exporter/")
+                section.lines += as_markdown("the exporter during a burst (another burst, sampled at 200 Hz)",
+                                             "py-spy", lines)
     section.targets += [
         Target(f"webhook: all {n:,} answered, p99 ≤ 50 ms ({senders} senders)", met,
                f"p50 {ms(p50)}, p99 {ms(p99)}; {codes.get(200, 0):,}/{n:,} answered 200"),
