@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import cProfile
-import re
 import io
 import pstats
+import re
 from collections.abc import Callable
 from typing import Any
 
