@@ -10,14 +10,17 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import psutil
 import pytest
 import yaml
 
+from exporter.config import load_config
 from exporter.config.viewers import Geo as GeoConfig
 from exporter.demo import alerting, geodb, streams
 from exporter.demo.layout import Layout
@@ -26,6 +29,7 @@ from exporter.demo.stack import Options, Stack
 from exporter.demo.streams import StreamSpec
 from exporter.demo.workload import CITIES, networks, plan
 from exporter.geo import Geo
+from exporter.sources import SampleContext
 from exporter.sources.accesslog import parse_combined
 from exporter.sources.processes import ProcessesSource
 from exporter.sources.progress import parse_blocks
@@ -76,17 +80,11 @@ def test_standin_writes_hls_and_progress_and_is_discovered_as_ffmpeg(stack: Stac
     blocks = parse_blocks(layout.progress_file(SPEC.id).read_text()).blocks
     assert blocks and blocks[-1].fps == pytest.approx(25.0) and blocks[-1].speed == pytest.approx(1.0)
 
-    config = stack_config(stack)
-    result = ProcessesSource(config).sample(None)  # type: ignore[arg-type]
+    config = load_config(stack.layout.exporter_config)
+    result = ProcessesSource(config).sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
     found = result.streams[SPEC.id]
     assert found.pids == (pid,)
     assert psutil.Process(pid).name() == "ffmpeg"
-
-
-def stack_config(stack: Stack):  # type: ignore[no-untyped-def]
-    from exporter.config import load_config
-
-    return load_config(stack.layout.exporter_config)
 
 
 def test_standin_deletes_old_segments_and_stops_on_sigterm(stack: Stack) -> None:
