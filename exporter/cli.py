@@ -9,28 +9,26 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter.errors import ConfigError, ExporterError
+from exporter.web.address import parse_listen_address
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ":9756"
 
 
-def parse_listen_address(text: str) -> tuple[str, int]:
-    """``:9756`` (all interfaces), ``127.0.0.1:9756`` or ``[::1]:9756``."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"invalid listen address {text!r}: use HOST:PORT or :PORT")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+def _add_run_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """The exporter's flags, accepted before or after ``run``.
 
-
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    On a subcommand their default is SUPPRESS, so a flag given before the subcommand is not overwritten by
+    the subcommand's default. The listen default is resolved by whoever serves (``run`` or ``demo``).
+    """
+    default = {"default": argparse.SUPPRESS} if sub else {"default": None}
     p.add_argument("--config.file", dest="config_file", metavar="PATH",
-                   help="YAML config; without it, built-in defaults watch this host")
-    p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, type=parse_listen_address,
-                   metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN})")
+                   help="YAML config; without it, built-in defaults watch this host", **default)
+    p.add_argument("--web.listen-address", dest="listen", type=parse_listen_address,
+                   metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN})", **default)
     p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
-                   help="TLS and basic auth, exporter-toolkit format")
+                   help="TLS and basic auth, exporter-toolkit format", **default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(parser)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the exporter (the default)")
-    _add_run_flags(run)
+    _add_run_flags(run, sub=True)
     check = sub.add_parser("check-config", help="validate a config file; list every problem; exit 1 if any")
     check.add_argument("path")
     from exporter import report
@@ -81,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     web_config = load_web_config(args.web_config_file) if args.web_config_file else None
     rt = build_runtime(config)
     app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links)
-    host, port = args.listen
+    host, port = args.listen or parse_listen_address(DEFAULT_LISTEN)
     # ffmpeg's -progress push is one POST that lasts as long as ffmpeg: without a limit, shutdown would wait
     # for every pushing ffmpeg to exit. After the limit the remaining requests are cancelled.
     uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",

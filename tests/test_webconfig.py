@@ -73,3 +73,24 @@ def test_tls(tmp_path: Path) -> None:
             httpx.get(f"http://127.0.0.1:{exp.port}/metrics", timeout=3)  # plain HTTP is refused
     finally:
         exp.stop()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--web.listen-address=127.0.0.1:9999", "run"],
+    ["run", "--web.listen-address=127.0.0.1:9999"],
+    ["--web.listen-address=127.0.0.1:9999", "demo"],
+    ["demo", "--web.listen-address=127.0.0.1:9999"],
+])
+def test_listen_address_before_or_after_the_subcommand(argv: list[str]) -> None:
+    from exporter.cli import build_parser
+
+    assert build_parser().parse_args(argv).listen == ("127.0.0.1", 9999)
+
+
+def test_listen_address_forms() -> None:
+    from exporter.web.address import parse_listen_address
+
+    assert parse_listen_address(":9756") == ("0.0.0.0", 9756)
+    assert parse_listen_address("[::1]:9756") == ("::1", 9756)
+    with pytest.raises(Exception, match="invalid listen address"):
+        parse_listen_address("9756")

@@ -14,7 +14,7 @@ DEFAULT_LISTEN = "127.0.0.1:9756"
 
 
 def add_arguments(parser: argparse.ArgumentParser, listen_type: object) -> None:
-    parser.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN, type=listen_type,  # type: ignore[arg-type]
+    parser.add_argument("--web.listen-address", dest="listen", default=argparse.SUPPRESS, type=listen_type,  # type: ignore[arg-type]
                         metavar="HOST:PORT", help=f"where the exporter serves (default {DEFAULT_LISTEN})")
     parser.add_argument("--data-dir", dest="data_dir", metavar="PATH",
                         help="keep the demo's files here (default: a temporary directory, removed at exit)")

@@ -25,9 +25,10 @@ from pathlib import Path
 import uvicorn
 
 from exporter.config import load_config, parse_duration
-from exporter.demo import alerting, streams
+from exporter.demo import DEFAULT_LISTEN, alerting, streams
 from exporter.demo.stack import Options, Stack, StackError
 from exporter.demo.streams import DEFAULT_STREAMS, StreamSpec
+from exporter.web.address import parse_listen_address
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         temp = tempfile.mkdtemp(prefix="iptv-demo-")
         root = Path(temp)
-    defaults = Options(root=root, exporter_port=args.listen[1])
+    listen = getattr(args, "listen", None) or parse_listen_address(DEFAULT_LISTEN)
+    defaults = Options(root=root, exporter_port=listen[1])
     ffmpeg = None if args.builtin else defaults.ffmpeg
     nginx = None if args.builtin else defaults.nginx
     if ffmpeg is None:
@@ -192,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     if args.free_ports:
         options = dataclasses.replace(options, origin_port=0, prometheus_port=0, alertmanager_port=0)
     try:
-        return asyncio.run(Demo(Stack(options), args.listen, chaos).run())
+        return asyncio.run(Demo(Stack(options), listen, chaos).run())
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
