@@ -175,11 +175,21 @@ def run(opts: Options) -> Section:
         ["resident memory (probe, no web server)", f"{probe['rss'] / 2**20:,.0f} MiB", "", ""],
     ]
     section.table(["figure", "value (CPU, wall in brackets)", "target", ""], rows)
-    src_rows = [[name, ms(statistics.median(d)), "up" if probe["statuses"].get(name, {}).get("up") else
+    cpu_by_source = {name: statistics.median(v) for name, v in probe["source_cpu"].items() if v}
+    src_rows = [[name, ms(cpu_by_source.get(name, 0.0)), f"{cpu_by_source.get(name, 0.0) / sample.cpu:.0%}",
+                 ms(statistics.median(d)), "up" if probe["statuses"].get(name, {}).get("up") else
                  f"**down**: {probe['statuses'].get(name, {}).get('error')}"] for name, d in probe["sources"].items()]
-    section.add("Each source's share of a steady round (wall time, as `iptv_exporter_source_duration_seconds`):",
-                "")
-    section.table(["source", "duration", "state"], src_rows)
+    section.add("Each source in a steady round (CPU time, its share of the round's CPU time, and wall time as",
+                "`iptv_exporter_source_duration_seconds` reports it):", "")
+    section.table(["source", "CPU", "share", "wall", "state"], src_rows)
+    collect = statistics.median(probe["collect_cpu"])
+    section.add(
+        f"Of a render's {ms(render.cpu)}, building the metric families from the snapshot (our collectors,",
+        f"`registry.collect()`) takes {ms(collect)} ({collect / render.cpu:.0%}); the rest",
+        f"({1 - collect / render.cpu:.0%}) is prometheus_client writing {total_series:,} samples as text",
+        f"(≈ {(render.cpu - collect) / max(total_series, 1) * 1e6:.0f} µs per sample).",
+        "",
+    )
     down = [k for k, v in real["up"].items() if float(v) != 1]
     section.add(f"Sources in the real exporter: {', '.join(sorted(real['up'])) or 'none'}"
                 f"{'; down: ' + ', '.join(down) if down else ', all up'}.", "")
