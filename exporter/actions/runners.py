@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -32,6 +32,7 @@ import yaml
 
 from exporter.actions.policy import FAILED, INTERRUPTED, OK, TIMEOUT
 from exporter.config.actions import CommandAction, HttpAction, SignalAction, SystemdAction
+from exporter.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +79,6 @@ class Runner(Protocol):
 def fill(template: str, values: Mapping[str, str], encode: Callable[[str], str] = str) -> str:
     """Fill a template the config validated (only plain ``{stream}``/``{name}``/``{node}`` fields)."""
     return template.format_map({key: encode(value) for key, value in values.items()})
-
-
-_REDACTIONS = (
-    (re.compile(r"(://)[^/\s:@]+:[^/\s@]+@"), r"\1<redacted>@"),
-    (re.compile(r"(/(?:live|movie|series|timeshift)/)[^/\s]+/[^/\s]+/"), r"\1<redacted>/<redacted>/"),
-    (re.compile(r"(?i)\b((?:password|passwd|pass|token|api_key|apikey)=)[^&\s]+"), r"\1<redacted>"),
-    (re.compile(r"(?i)(authorization:\s*\w+\s+)\S+"), r"\1<redacted>"),
-)
-
-
-def redact(text: str) -> str:
-    """Passwords in URLs (panel ``/live/user/pass/`` paths, ``user:pass@``, ``?password=``) never reach the journal."""
-    for pattern, repl in _REDACTIONS:
-        text = pattern.sub(repl, text)
-    return text
 
 
 def excerpt(data: bytes, limit: int) -> str:
@@ -174,43 +160,44 @@ def run_argv(argv: Sequence[str], *, timeout: float, output_limit: int, env: Map
     return RunOutcome(result, detail, code, excerpt(data, output_limit))
 
 
-class CommandRunner:
-    kind = "command"
+_ArgvConfig = TypeVar("_ArgvConfig", CommandAction, SystemdAction)
 
-    def __init__(self, cfg: CommandAction, output_limit: int) -> None:
-        self.cfg = cfg
+
+class _ArgvRunner(Generic[_ArgvConfig]):
+    """A runner that runs one argv: shown (redacted) as its JSON list, run by :func:`run_argv`."""
+
+    kind: str
+
+    def __init__(self, cfg: _ArgvConfig, output_limit: int) -> None:
+        self.cfg: _ArgvConfig = cfg
         self.output_limit = output_limit
 
     def argv(self, target: Target) -> list[str]:
-        return [fill(item, target.values()) for item in self.cfg.argv]
+        raise NotImplementedError
 
     def describe(self, target: Target) -> str:
-        return json.dumps(self.argv(target), ensure_ascii=False)
+        return redact(json.dumps(self.argv(target), ensure_ascii=False))
 
     def run(self, target: Target, stop: threading.Event) -> RunOutcome:
         return run_argv(self.argv(target), timeout=self.cfg.timeout, output_limit=self.output_limit,
                         env=child_env(target), stop=stop)
 
 
-class SystemdRunner:
-    kind = "systemd"
+class CommandRunner(_ArgvRunner[CommandAction]):
+    kind = "command"
 
-    def __init__(self, cfg: SystemdAction, output_limit: int) -> None:
-        self.cfg = cfg
-        self.output_limit = output_limit
+    def argv(self, target: Target) -> list[str]:
+        return [fill(item, target.values()) for item in self.cfg.argv]
+
+
+class SystemdRunner(_ArgvRunner[SystemdAction]):
+    kind = "systemd"
 
     def argv(self, target: Target) -> list[str]:
         unit = fill(self.cfg.unit, target.values())
         if not _UNIT.fullmatch(unit) or unit.startswith("-"):
             raise ValueError(f"unit name {unit!r} is not a valid systemd unit name")
         return [self.cfg.systemctl, "restart", "--", unit]
-
-    def describe(self, target: Target) -> str:
-        return json.dumps(self.argv(target), ensure_ascii=False)
-
-    def run(self, target: Target, stop: threading.Event) -> RunOutcome:
-        return run_argv(self.argv(target), timeout=self.cfg.timeout, output_limit=self.output_limit,
-                        env=child_env(target), stop=stop)
 
 
 Belongs = Callable[[psutil.Process, str], bool]

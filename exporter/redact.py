@@ -1,0 +1,96 @@
+"""Passwords out of any text: the one place that knows where stream URLs keep their secrets.
+
+Used wherever text from the outside world (command lines, URLs, runner output, log lines, exception
+messages) reaches a log, the API or the journal. What is masked:
+
+- URL userinfo: ``http://user:pass@host/`` (user and password);
+- panel paths: ``/live|movie|series|timeshift(s)|hls/<user>/<pass>/`` and ``/hlsr/<token>/<user>/<pass>/``;
+- query parameters ``password=``, ``passwd=``, ``pass=``, ``pwd=``, ``token=``, ``api_key=``, ``apikey=``;
+- ``Authorization: <scheme> <credentials>`` headers;
+- the ``password`` group (and ``line``/``user``) of any extra URL pattern a caller knows (the access log's
+  configured URL shapes, e.g. Xtream's short ``/<user>/<pass>/<id>``).
+
+A password that already reads as a mask is left alone, so text redacted once (in the access log's
+``***`` style) keeps its form when it passes through again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+MASK = "<redacted>"
+
+_USER_GROUPS = ("userinfo", "user", "line")
+"""Groups masked with the password unless ``keep_user``: whole userinfo, a panel path's user, a line."""
+
+# Each has a group ``password``; ``userinfo`` (user:pass together) and ``user`` where there is one.
+_USERINFO = re.compile(r"://(?P<userinfo>(?P<user>[^/\s:@\"'<>]+):(?P<password>[^/\s@\"'<>]+))@")
+_PATH_SHAPES = (
+    re.compile(r"/(?:live|movie|series|timeshifts?|hls)/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)/"),
+    re.compile(r"/hlsr/[^/\s\"?]+/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)/"),
+)
+_QUERY = re.compile(r"(?i)\b(?:password|passwd|pass|pwd|token|api_key|apikey)=(?P<password>[^&\s\"]+)")
+_AUTHORIZATION = re.compile(r"(?i)\bauthorization:\s*\w+\s+(?P<password>[^\s\"']+)")
+_PATHLIKE = re.compile(r"/[^\s\"?]*")
+
+
+_MASKS = frozenset({MASK, "***"})
+
+
+class Redactor:
+    """Masks passwords in text; ``patterns`` are extra URL shapes with a ``password`` group.
+
+    ``keep_user`` keeps usernames (an access-log line is a subscriber name the API shows anyway); by
+    default the user goes too, since a provider account's name is half of its credentials.
+    """
+
+    def __init__(self, patterns: Iterable[re.Pattern[str]] = (), *, mask: str = MASK, keep_user: bool = False) -> None:
+        self._patterns = [p for p in patterns if "password" in p.groupindex]
+        self._mask = mask
+        self._groups = ("password",) if keep_user else ("password", *_USER_GROUPS)
+
+    def _masked(self, m: re.Match[str]) -> str:
+        """The match with its secret groups masked (an outer group wins over the groups inside it)."""
+        text, start = m.group(0), m.start(0)
+        if m.group("password") in _MASKS or m.group("password") == self._mask:
+            return text  # redacted before
+        spans = sorted(
+            {m.span(g) for g in self._groups if g in m.re.groupindex and m.group(g)},
+            key=lambda s: (s[0], -s[1]),
+        )
+        out, pos = [], start
+        for a, b in spans:
+            if a < pos:
+                continue  # inside the group masked before it
+            out += [text[pos - start:a - start], self._mask]
+            pos = b
+        out.append(text[pos - start:])
+        return "".join(out)
+
+    def _path(self, m: re.Match[str]) -> str:
+        token = m.group(0)
+        for p in self._patterns:
+            found = p.fullmatch(token) or p.search(token)
+            if found and found.group("password"):
+                token = token[: found.start()] + self._masked(found) + token[found.end():]
+                break
+        for shape in _PATH_SHAPES:
+            token = shape.sub(self._masked, token)
+        return token
+
+    def redact(self, text: str) -> str:
+        text = _USERINFO.sub(self._masked, text)
+        text = _PATHLIKE.sub(self._path, text)
+        text = _QUERY.sub(self._masked, text)
+        return _AUTHORIZATION.sub(self._masked, text)
+
+    __call__ = redact
+
+
+_DEFAULT = Redactor()
+
+
+def redact(text: str) -> str:
+    """``text`` with every password (and the user next to it) replaced by ``<redacted>``."""
+    return _DEFAULT.redact(text)
