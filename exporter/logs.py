@@ -1,4 +1,8 @@
-"""Structured logs: logfmt (default) or JSON lines, one record per line, set up only by the CLI."""
+"""Structured logs: logfmt (default) or JSON lines, one record per line, set up only by the CLI.
+
+Every message and traceback goes through :func:`exporter.redact.redact` on its way out, so a stream URL
+with a password in it (a path, an exception message, a command line) never reaches the log in clear.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,39 @@ import json
 import logging
 import time
 
+from exporter.redact import redact
 
-class LogfmtFormatter(logging.Formatter):
+
+class _RedactingFormatter(logging.Formatter):
+    def message(self, record: logging.LogRecord) -> str:
+        return redact(record.getMessage())
+
+    def exception(self, record: logging.LogRecord) -> str | None:
+        return redact(self.formatException(record.exc_info)) if record.exc_info else None
+
+
+class LogfmtFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        msg = record.getMessage().replace('"', '\\"').replace("\n", "\\n")
+        msg = self.message(record).replace('"', '\\"').replace("\n", "\\n")
         line = f'ts={ts} level={record.levelname.lower()} logger={record.name} msg="{msg}"'
-        if record.exc_info:
-            line += ' exc="' + self.formatException(record.exc_info).replace('"', '\\"').replace("\n", "\\n") + '"'
+        exc = self.exception(record)
+        if exc is not None:
+            line += ' exc="' + exc.replace('"', '\\"').replace("\n", "\\n") + '"'
         return line
 
 
-class JSONFormatter(logging.Formatter):
+class JSONFormatter(_RedactingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
             "ts": record.created,
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": self.message(record),
         }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        exc = self.exception(record)
+        if exc is not None:
+            out["exc"] = exc
         return json.dumps(out, ensure_ascii=False)
 
 

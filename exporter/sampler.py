@@ -18,6 +18,7 @@ from typing import Any
 
 from exporter.config import Config
 from exporter.inventory import build_inventory, read_names
+from exporter.redact import redact
 from exporter.snapshot import EMPTY, Snapshot, SourceStatus, StreamRef
 from exporter.sources import SampleContext, Source
 from exporter.sources.processes import ProcessesResult, ProcessesSource
@@ -59,7 +60,9 @@ class Sampler:
         try:
             result = source.sample(ctx)
         except Exception as exc:  # noqa: BLE001 - the one broad catch per source, by design
-            status = SourceStatus(source.name, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+            # Redacted: the message may name a path or URL off a command line; it reaches the landing page.
+            error = redact(f"{type(exc).__name__}: {exc}")
+            status = SourceStatus(source.name, False, time.perf_counter() - started, error)
             if self._was_up.get(source.name, True):
                 log.error("source failed source=%s error=%s", source.name, status.error, exc_info=exc)
             self._was_up[source.name] = False

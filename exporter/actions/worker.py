@@ -24,6 +24,7 @@ from exporter.actions.payload import Alert, Notification
 from exporter.actions.policy import DRY_RUN, FAILED, INTERRUPTED, OK, Decision, Policy, clean
 from exporter.actions.runners import Runner, RunOutcome, Target
 from exporter.actions.verify import Verifier
+from exporter.redact import redact
 from exporter.snapshot import Snapshot
 from exporter.sources.processes import ProcessesResult
 
@@ -154,10 +155,10 @@ class ActionWorker:
         n = item.notification
         body = json.dumps(n.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
         nid = self.journal.record_notification(NotificationRecord(
-            received_at=item.received_at, receiver=clean(n.receiver), external_url=clean(n.externalURL, 256),
+            received_at=item.received_at, receiver=clean(n.receiver), external_url=clean(redact(n.externalURL), 256),
             status=n.status,
             group_key=clean(n.groupKey, 512), alerts=len(n.alerts), truncated_alerts=n.truncatedAlerts,
-            body=body[:BODY_EXCERPT],
+            body=redact(body)[:BODY_EXCERPT],
         ))
         if n.truncatedAlerts:
             log.warning("notification truncated by Alertmanager truncated_alerts=%d", n.truncatedAlerts)
@@ -243,7 +244,7 @@ class ActionWorker:
                                      outcome.output)
         except Exception as exc:  # noqa: BLE001 - the outcome must be recorded whatever happened
             log.exception("action crashed id=%d", action_id)
-            outcome = RunOutcome(FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            outcome = RunOutcome(FAILED, redact(f"internal error: {type(exc).__name__}: {exc}"))
         finally:
             elapsed = time.monotonic() - started
             try:
