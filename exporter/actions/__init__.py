@@ -51,7 +51,7 @@ class ActionsComponent:
     async def stop(self) -> None:
         """Worker first (outcomes are written), then the journal; a component is started once."""
         await asyncio.to_thread(self.worker.stop)
-        self.journal.close()
+        await asyncio.to_thread(self.journal.close)
 
 
 def _check_http_secrets(cfg: HttpAction) -> None:

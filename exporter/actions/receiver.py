@@ -33,6 +33,8 @@ from exporter.web.webconfig import constant_time_equal
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="iptv-exporter"'}
+"""Headers of every 401 from an endpoint behind the bearer token (the hook and the APIs)."""
 
 
 class TokenFile:
@@ -45,14 +47,14 @@ class TokenFile:
         self._stamp: tuple[int, int, int, int] | None = None
         self._digest: bytes | None = None
         self._broken = False
+        self._why = "missing"
+        """What is wrong with the file while it is unusable (for the start-up error)."""
 
     def load(self) -> None:
         """At start-up: the file must exist and hold a token, else the exporter does not start."""
         if self._refresh() is None:
             raise ActionsError(f"actions.token_file: {self.path}: {self._why}: the webhook needs a token "
                                f"(write one, e.g. `openssl rand -hex 32 > {self.path}`, or set actions.dry_run)")
-
-    _why = "missing"
 
     def _refresh(self) -> bytes | None:
         try:
@@ -83,7 +85,6 @@ class TokenFile:
             if not self._broken:
                 log.error("webhook token file unusable, denying all requests path=%s problem=%s", self.path, why)
             self._why, self._stamp, self._digest, self._broken = why, None, None, True
-        return None
 
     def check(self, header: str | None) -> bool:
         expected = self._refresh()
@@ -125,19 +126,20 @@ class Receiver:
             Route("/api/actions/reset", self.reset, methods=["POST"]),
         ]
 
-    def _authorized(self, request: Request) -> bool:
+    async def _authorized(self, request: Request) -> bool:
         if self.token is None:
             return True  # dry run without a token file (config validation allows nothing else)
-        return self.token.check(request.headers.get("authorization"))
+        # check() stats (and after a change reads) the token file: not on the event loop.
+        return await run_in_threadpool(self.token.check, request.headers.get("authorization"))
 
     def _hook_answer(self, code: int, message: str, **extra: Any) -> Response:
         self.metrics.webhook.labels(str(code)).inc()
-        headers = {"WWW-Authenticate": 'Bearer realm="iptv-exporter"'} if code == 401 else None
+        headers = BEARER_CHALLENGE if code == 401 else None
         return JSONResponse({"status": "ok" if code < 300 else "error", "message": message, **extra},
                             status_code=code, headers=headers)
 
     async def hook(self, request: Request) -> Response:
-        if not self._authorized(request):
+        if not await self._authorized(request):
             return self._hook_answer(401, "missing or wrong bearer token")
         length = request.headers.get("content-length")
         if length is not None:
@@ -165,7 +167,7 @@ class Receiver:
 
     def _api_denied(self) -> Response:
         return JSONResponse({"status": "error", "message": "missing or wrong bearer token"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="iptv-exporter"'})
+                            headers=BEARER_CHALLENGE)
 
     @staticmethod
     def _stream_param(request: Request) -> tuple[str | None, Response | None]:
@@ -175,7 +177,7 @@ class Receiver:
         return stream, None
 
     async def list_actions(self, request: Request) -> Response:
-        if not self._authorized(request):
+        if not await self._authorized(request):
             return self._api_denied()
         stream, problem = self._stream_param(request)
         if problem is not None:
@@ -204,7 +206,7 @@ class Receiver:
 
     async def reset(self, request: Request) -> Response:
         """Close a stream's circuit now (an operator fixed the cause); recorded, so it survives a restart."""
-        if not self._authorized(request):
+        if not await self._authorized(request):
             return self._api_denied()
         stream, problem = self._stream_param(request)
         if problem is not None:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter.actions.receiver import TokenFile
+from exporter.actions.receiver import BEARER_CHALLENGE, TokenFile
 from exporter.geo import GeoInfo
 from exporter.snapshot import Snapshot
 from exporter.sources.accesslog import AccessLogResult
@@ -142,8 +142,7 @@ class ViewersApi:
     def _denied(self, request: Request) -> Response | None:
         if self._token.check(request.headers.get("authorization")):
             return None
-        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="iptv-exporter"'})
+        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401, headers=BEARER_CHALLENGE)
 
     def connections(self, request: Request) -> Response:
         denied = self._denied(request)
