@@ -105,8 +105,8 @@ class Demo:
         from exporter.runtime import build_runtime
         from exporter.web.app import create_app
 
-        config = load_config(self.stack.layout.exporter_config)
-        rt = build_runtime(config)
+        config = await asyncio.to_thread(load_config, self.stack.layout.exporter_config)
+        rt = await asyncio.to_thread(build_runtime, config)  # opens the GeoIP databases
         app = create_app(rt.sampler, rt.registry, components=rt.components, links=rt.links)
         host, port = self.listen
         server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
@@ -133,12 +133,16 @@ class Demo:
         stop.cancel()
         return 0
 
+    def _running(self) -> list[str]:
+        """Streams whose process runs (pid files and /proc: called in a thread)."""
+        return [s for s in self.stack.stream_ids if streams.running_pid(self.stack.layout, s) is not None]
+
     async def _chaos(self) -> None:
         """Streams fail now and then: SIGKILL one running stream every ``chaos_interval`` (+-20%)."""
         layout = self.stack.layout
         while True:
             await asyncio.sleep(self.chaos_interval * self.rng.uniform(0.8, 1.2))
-            running = [s for s in self.stack.stream_ids if streams.running_pid(layout, s) is not None]
+            running = await asyncio.to_thread(self._running)
             if len(running) < 2:
                 continue  # keep the demo watchable
             victim = self.rng.choice(running)
@@ -154,8 +158,9 @@ class Demo:
         while True:
             await asyncio.sleep(2)
             now = time.monotonic()
+            running = await asyncio.to_thread(self._running)
             for s in self.stack.stream_ids:
-                if streams.running_pid(layout, s) is not None:
+                if s in running:
                     self.down_since.pop(s, None)
                     continue
                 since = self.down_since.setdefault(s, now)
