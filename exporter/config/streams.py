@@ -57,7 +57,8 @@ class DiscoverRule(Section):
         if self.preset is not None:
             name, pattern = PRESETS[self.preset]
             return name, re.compile(pattern)
-        assert self.cmdline is not None  # guaranteed by the validator above
+        if self.cmdline is None:  # the validator above refuses this; model_construct() does not validate
+            raise ValueError("a discovery rule needs a preset or a cmdline regex")
         return self.process, re.compile(self.cmdline)
 
 

@@ -94,7 +94,8 @@ class CompiledLog:
 
     @classmethod
     def of(cls, cfg: ErrorLog) -> CompiledLog:
-        assert cfg.path is not None  # the config validator requires it
+        if cfg.path is None:  # the config validator requires it; a hand-built ErrorLog may lack it
+            raise ValueError("errors.logs: an entry needs a path")
         return cls(
             path=cfg.path,
             stream=cfg.stream,
