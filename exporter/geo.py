@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import geoip2.database
 import geoip2.errors
@@ -31,6 +31,8 @@ from exporter.config.viewers import Geo as GeoConfig
 from exporter.config.viewers import GeoOverride
 
 log = logging.getLogger(__name__)
+
+_Record = TypeVar("_Record")
 
 UNKNOWN = "unknown"
 
@@ -122,9 +124,7 @@ class _Db:
                 log.warning("GeoIP %s database unavailable path=%s error=%s: answers are unknown until it appears",
                             self.kind, self.path, exc.strerror)
                 self._warned = True
-            if self.reader is not None:
-                return False  # replaced by a rename in progress: keep the open one
-            return False
+            return False  # an open reader is kept: a rename may be in progress
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
             return False
@@ -204,21 +204,21 @@ class Geo:
         latitude = longitude = None
         asn = None
         city_reader, asn_reader = self._city.reader, self._asn.reader
-        if city_reader is not None:
-            try:
-                rec = city_reader.city(ip)
-            except (geoip2.errors.AddressNotFoundError, ValueError, TypeError):
-                rec = None
-            if rec is not None:
-                country = rec.country.iso_code or rec.registered_country.iso_code or UNKNOWN
-                city = rec.city.name or UNKNOWN
-                latitude, longitude = rec.location.latitude, rec.location.longitude
-        if asn_reader is not None:
-            try:
-                arec = asn_reader.asn(ip)
-            except (geoip2.errors.AddressNotFoundError, ValueError, TypeError):
-                arec = None
-            if arec is not None:
-                asn = arec.autonomous_system_number
-                isp = arec.autonomous_system_organization or UNKNOWN
+        rec = _query(city_reader.city, ip) if city_reader is not None else None
+        if rec is not None:
+            country = rec.country.iso_code or rec.registered_country.iso_code or UNKNOWN
+            city = rec.city.name or UNKNOWN
+            latitude, longitude = rec.location.latitude, rec.location.longitude
+        arec = _query(asn_reader.asn, ip) if asn_reader is not None else None
+        if arec is not None:
+            asn = arec.autonomous_system_number
+            isp = arec.autonomous_system_organization or UNKNOWN
         return GeoInfo(country, city, latitude, longitude, asn, isp)
+
+
+def _query(method: Callable[[str], _Record], ip: str) -> _Record | None:
+    """One database's record for ``ip``, or None: not in it, or not an address the database takes."""
+    try:
+        return method(ip)
+    except (geoip2.errors.AddressNotFoundError, ValueError, TypeError):
+        return None
