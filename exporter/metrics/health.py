@@ -7,7 +7,8 @@ failed this round exports nothing here, so a broken source reads as absent data 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -18,6 +19,16 @@ from exporter.sources.hls import HlsResult
 from exporter.sources.progress import ProgressResult
 
 L = ["stream"]
+T = TypeVar("T")
+
+
+def _inventory_entries(snap: Snapshot, entries: Mapping[str, T]) -> Iterator[tuple[str, T]]:
+    """(stream, entry) for the inventory's streams that have an entry, in stream order: a source's entries
+    for ids outside the inventory (a push for an unknown id) make no series."""
+    for stream in sorted(snap.streams):
+        entry = entries.get(stream)
+        if entry is not None:
+            yield stream, entry
 
 
 def _progress(snap: Snapshot) -> Iterator[Metric]:
@@ -38,10 +49,7 @@ def _progress(snap: Snapshot) -> Iterator[Metric]:
     out_time = GaugeMetricFamily(
         "iptv_stream_output_time_seconds", "Media time written by the current ffmpeg run (out_time).", labels=L
     )
-    for stream in sorted(snap.streams):
-        p = result.streams.get(stream)
-        if p is None:
-            continue
+    for stream, p in _inventory_entries(snap, result.streams):
         if p.fps is not None:
             fps.add_metric([stream], p.fps)
         if p.speed is not None:
@@ -95,10 +103,7 @@ def _hls(snap: Snapshot) -> Iterator[Metric]:
     jumps = CounterMetricFamily(
         "iptv_stream_media_sequence_jumps", "Media sequence went backwards or skipped segments.", labels=L
     )
-    for stream in sorted(snap.streams):
-        p = result.streams.get(stream)
-        if p is None:
-            continue
+    for stream, p in _inventory_entries(snap, result.streams):
         present.add_metric([stream], 1 if p.present else 0)
         disc.add_metric([stream], p.discontinuities_total)
         jumps.add_metric([stream], p.media_sequence_jumps_total)
