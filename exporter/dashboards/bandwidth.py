@@ -12,7 +12,7 @@ from exporter.dashboards.core import (
     target,
     timeseries,
 )
-from exporter.dashboards.promql import NODE, RATE, bits, named, rate, sel, standard_variables
+from exporter.dashboards.promql import NAMED_LEGEND, NODE, RATE, bits, named, rate, sel, standard_variables
 
 UID = "iptv-bandwidth"
 
@@ -102,7 +102,7 @@ def build() -> Json:
         timeseries(
             "Egress per stream",
             "Bits per second sent to viewers per stream, stacked.",
-            [target(named(bits(SENT)), "{{name}} ({{node}})")],
+            [target(named(bits(SENT)), NAMED_LEGEND)],
             unit="bps",
             stacked=True,
             size=(12, 9),
@@ -110,7 +110,7 @@ def build() -> Json:
         timeseries(
             "Ingest per stream",
             "Bits per second each stream process reads (its source), stacked.",
-            [target(named(bits(READ)), "{{name}} ({{node}})")],
+            [target(named(bits(READ)), NAMED_LEGEND)],
             unit="bps",
             stacked=True,
             size=(12, 9),

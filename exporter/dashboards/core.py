@@ -88,6 +88,17 @@ def override(field: str, **properties: Any) -> Json:
     }
 
 
+def state_mapping(off: tuple[str, str], on: tuple[str, str]) -> Json:
+    """Value mapping of a 0/1 series to (text, colour) for 0 and for 1, e.g. down/red and up/green."""
+    return {
+        "type": "value",
+        "options": {
+            "0": {"text": off[0], "color": off[1], "index": 0},
+            "1": {"text": on[0], "color": on[1], "index": 1},
+        },
+    }
+
+
 def stat(
     title: str,
     description: str,

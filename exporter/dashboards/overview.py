@@ -10,11 +10,12 @@ from exporter.dashboards.core import (
     datasource_variable,
     override,
     stat,
+    state_mapping,
     table,
     target,
     timeseries,
 )
-from exporter.dashboards.promql import bits, named, sel, standard_variables
+from exporter.dashboards.promql import NAMED_LEGEND, bits, named, sel, standard_variables
 
 UID = "iptv-overview"
 
@@ -68,7 +69,7 @@ def build() -> Json:
     top = bargauge(
         "Top streams by viewers",
         "The ten streams with most viewers now, named from iptv_stream_info.",
-        [target(f"topk(10, {named(viewers)})", "{{name}} ({{node}})")],
+        [target(f"topk(10, {named(viewers)})", NAMED_LEGEND)],
         unit="short",
         size=(12, 10),
     )
@@ -91,7 +92,7 @@ def build() -> Json:
         timeseries(
             "Viewers per stream",
             "Viewers over time, stacked per stream.",
-            [target(named(viewers), "{{name}} ({{node}})")],
+            [target(named(viewers), NAMED_LEGEND)],
             unit="short",
             stacked=True,
         ),
@@ -117,15 +118,7 @@ def build() -> Json:
         overrides=[
             override(
                 "Up",
-                mappings=[
-                    {
-                        "type": "value",
-                        "options": {
-                            "0": {"text": "failing", "color": "red", "index": 0},
-                            "1": {"text": "ok", "color": "green", "index": 1},
-                        },
-                    }
-                ],
+                mappings=[state_mapping(("failing", "red"), ("ok", "green"))],
                 custom__cellOptions={"type": "color-text"},
             ),
             override("Duration", unit="s"),

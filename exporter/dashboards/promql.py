@@ -38,6 +38,10 @@ def named(expr: str) -> str:
     return f"({expr}) * on (node, stream) group_left (name) {STREAM_NAME}"
 
 
+NAMED_LEGEND = "{{name}} ({{node}})"
+"""Legend of a :func:`named` series: the stream's name and its node."""
+
+
 def standard_variables() -> list[Json]:
     """`node` and `stream`, after the `datasource` variable (see core.datasource_variable)."""
     return [

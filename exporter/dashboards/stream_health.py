@@ -7,11 +7,12 @@ from exporter.dashboards.core import (
     dashboard,
     datasource_variable,
     override,
+    state_mapping,
     table,
     target,
     timeseries,
 )
-from exporter.dashboards.promql import named, rate, sel, standard_variables
+from exporter.dashboards.promql import NAMED_LEGEND, named, rate, sel, standard_variables
 
 UID = "iptv-stream-health"
 
@@ -26,13 +27,7 @@ RATIO_STEPS = ((None, "red"), (0.5, "orange"), (0.8, "green"))
 FPS_UNIT = "suffix: fps"
 SPEED_UNIT = "suffix:×"
 
-UP_MAPPING = {
-    "type": "value",
-    "options": {
-        "0": {"text": "down", "color": "red", "index": 0},
-        "1": {"text": "up", "color": "green", "index": 1},
-    },
-}
+UP_MAPPING = state_mapping(("down", "red"), ("up", "green"))
 
 
 def per_stream(aggregation: str, expr: str) -> str:
@@ -61,7 +56,7 @@ def score_panels() -> list[Json]:
         timeseries(
             "Health score over time",
             "The health score per stream; dips show when and how long a stream was unhealthy.",
-            [target(named(score), "{{name}} ({{node}})")],
+            [target(named(score), NAMED_LEGEND)],
             unit="none",
             size=(14, 10),
         ),
@@ -143,37 +138,35 @@ def status_table() -> Json:
 
 
 def signal_panels() -> list[Json]:
-    legend = "{{name}} ({{node}})"
+    def signal(title: str, description: str, expr: str, unit: str) -> Json:
+        """One series per stream, named: ``expr`` is grouped by (node, stream)."""
+        return timeseries(title, description, [target(named(expr), NAMED_LEGEND)], unit=unit, size=(8, 8))
+
     return [
-        timeseries(
+        signal(
             "Frame rate",
             "Frames per second ffmpeg reports on its -progress output.",
-            [target(named(per_stream("avg", sel("iptv_stream_fps"))), legend)],
-            unit=FPS_UNIT,
-            size=(8, 8),
+            per_stream("avg", sel("iptv_stream_fps")),
+            FPS_UNIT,
         ),
-        timeseries(
+        signal(
             "Encoding speed",
             "ffmpeg's speed as a ratio of real time: below 1 the stream falls behind its source.",
-            [target(named(per_stream("avg", sel("iptv_stream_speed_ratio"))), legend)],
-            unit=SPEED_UNIT,
-            size=(8, 8),
+            per_stream("avg", sel("iptv_stream_speed_ratio")),
+            SPEED_UNIT,
         ),
-        timeseries(
+        signal(
             "Dropped frames",
             "Frames per second ffmpeg dropped.",
-            [target(named(per_stream("sum", rate("iptv_stream_dropped_frames_total"))), legend)],
-            unit=FPS_UNIT,
-            size=(8, 8),
+            per_stream("sum", rate("iptv_stream_dropped_frames_total")),
+            FPS_UNIT,
         ),
-        timeseries(
+        signal(
             "Playlist age",
             "Seconds since each HLS playlist was last rewritten; a live playlist is rewritten every "
             "segment, so this stays below a few segment durations.",
-            [target(named(per_stream("max", f"time() - {sel('iptv_stream_playlist_updated_timestamp_seconds')}")),
-                    legend)],
-            unit="s",
-            size=(8, 8),
+            per_stream("max", f"time() - {sel('iptv_stream_playlist_updated_timestamp_seconds')}"),
+            "s",
         ),
         timeseries(
             "Errors",
@@ -183,13 +176,11 @@ def signal_panels() -> list[Json]:
             unit="cps",
             size=(8, 8),
         ),
-        timeseries(
+        signal(
             "Restarts",
             "New processes per stream (a restart by anyone: the panel, a supervisor or an action).",
-            [target(named(per_stream("sum", f"increase({sel('iptv_stream_restarts_total')}[$__rate_interval])")),
-                    legend)],
-            unit="short",
-            size=(8, 8),
+            per_stream("sum", f"increase({sel('iptv_stream_restarts_total')}[$__rate_interval])"),
+            "short",
         ),
     ]
 
