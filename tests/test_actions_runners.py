@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from tests.actions_support import (
     running,
     write_token,
 )
-from tests.helpers import Proc, ffmpeg_hls_argv, wait_until
+from tests.helpers import Proc, ffmpeg_hls_argv, http_server, wait_until
 
 # Restarts whatever it supervises, like a panel's stream manager. The child's argv comes from a file so
 # the supervisor's own command line never matches the stream (it must not be signalled itself).
@@ -152,12 +152,8 @@ class Panel(BaseHTTPRequestHandler):
 @pytest.fixture
 def panel() -> Iterator[str]:
     Panel.seen, Panel.delay, Panel.status = [], 0.0, 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Panel)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(Panel) as address:
+        yield f"http://{address}"
 
 
 def test_http_runner_restarts_through_the_panel_api(tmp_path: Path, panel: str, procs: Callable[..., Proc]) -> None:

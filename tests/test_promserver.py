@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import http_server, wait_until
 from tests.promserver import PrometheusError, prometheus_config, query, start_prometheus
 
 EXPOSITION = b'# TYPE iptv_stream_up gauge\niptv_stream_up{stream="7"} 1\n'
@@ -29,13 +28,8 @@ class _Metrics(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def target() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with http_server(_Metrics) as address:
+        yield address
 
 
 @pytest.mark.slow
