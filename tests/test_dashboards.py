@@ -392,7 +392,7 @@ def run(url: str, expr: str, *, instant: bool) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("panel_json", "query_json"), queries())
+@pytest.mark.parametrize(("panel_json", "query_json"), list(queries()))
 def test_query_runs_and_returns_data(prometheus: str, panel_json: Json, query_json: Json) -> None:
     expr = substitute(query_json["expr"])
     result = run(prometheus, expr, instant=bool(query_json.get("instant")))
@@ -413,7 +413,7 @@ def variable_queries() -> Iterator[Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("definition", variable_queries())
+@pytest.mark.parametrize("definition", list(variable_queries()))
 def test_variable_query_finds_values(prometheus: str, definition: str) -> None:
     match = re.fullmatch(r"label_values\((.+), (\w+)\)", substitute(definition))
     assert match, definition
