@@ -21,7 +21,3 @@ class ConfigError(ExporterError):
 
 class WebConfigError(ExporterError):
     """The ``--web.config.file`` (TLS / basic auth) is invalid."""
-
-
-class SourceError(ExporterError):
-    """A source could not read what it samples; the sampler marks it down and carries on."""

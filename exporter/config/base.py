@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -31,9 +31,3 @@ def require_group(pattern: str, *groups: str) -> None:
     missing = [g for g in groups if g not in re.compile(pattern).groupindex]
     if missing:
         raise ValueError(f"regular expression needs the named group(s) {', '.join(missing)}: (?P<{missing[0]}>...)")
-
-
-def non_empty(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("must not be empty")
-    return value

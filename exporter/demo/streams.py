@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,12 +180,3 @@ def kill(layout: Layout, stream: str) -> int | None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     return pid
-
-
-def wait_running(layout: Layout, stream: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if running_pid(layout, stream) is not None:
-            return True
-        time.sleep(0.1)
-    return False
