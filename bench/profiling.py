@@ -50,6 +50,9 @@ def as_markdown(title: str, tool: str, lines: list[str]) -> list[str]:
 def spy(pid: int, seconds: float, out: str) -> bool:
     """Sample another Python process with py-spy for ``seconds``, in the background, into ``out``.
 
+    Only the thread holding the GIL is sampled (``--gil``): the exporter's idle worker threads would
+    otherwise fill the profile with ``Condition.wait``.
+
     Call :func:`spy_summary` on ``out`` once the span is over. False when py-spy is not installed.
     """
     import subprocess
@@ -57,7 +60,7 @@ def spy(pid: int, seconds: float, out: str) -> bool:
     exe = py_spy()
     if exe is None:
         return False
-    subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200",
+    subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200", "--gil",
                       "-f", "raw", "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return True
 

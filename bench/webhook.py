@@ -231,7 +231,7 @@ def run(opts: Options) -> Section:
             else:
                 _burst_once(opts.tmp / "webhook-profile", streams, senders, spy_out=out)
                 lines = spy_summary(out, prefix="(exporter/")
-                section.lines += as_markdown("the exporter during a burst (another burst, sampled at 200 Hz)",
+                section.lines += as_markdown("the exporter during a burst (another burst; the GIL holder, 200 Hz)",
                                              "py-spy", lines)
     section.targets += [
         Target(f"webhook: all {n:,} answered, p99 ≤ 50 ms ({senders} senders)", met,
