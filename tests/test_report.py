@@ -386,6 +386,13 @@ def test_unreachable_prometheus_exits_1_with_message() -> None:
     assert f"cannot reach Prometheus at http://127.0.0.1:{port}" in err
 
 
+def test_a_password_in_the_prometheus_url_stays_out_of_the_message() -> None:
+    port = free_port()
+    code, out, err = report("--prometheus", f"http://reporter:s3cr3t@127.0.0.1:{port}", "--range", "1h")
+    assert code == 1 and out == ""
+    assert f"cannot reach Prometheus at http://<redacted>@127.0.0.1:{port}" in err and "s3cr3t" not in err
+
+
 def test_unreachable_through_the_cli() -> None:
     port = free_port()
     done = subprocess.run([sys.executable, "-m", "exporter", "report", "--prometheus", f"http://127.0.0.1:{port}"],

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from exporter.redact import redact
 from exporter.report.compute import Report
 from exporter.report.errors import ReportError
 from exporter.report.fetch import GROUPINGS, RANGE_QUERIES, Query, build_report
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
     try:
         text = make(args, err)
     except ReportError as exc:
-        print(f"iptv-exporter report: error: {exc}", file=err)
+        print(f"iptv-exporter report: error: {redact(str(exc))}", file=err)  # may name the server's URL
         return 1
     if args.output:
         try:
@@ -118,7 +119,7 @@ def make(args: argparse.Namespace, err: TextIO) -> str:
     if args.format == "json":
         from exporter.report.render_json import render_json
 
-        return render_json(report, client.url)
+        return render_json(report, redact(client.url))
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
@@ -127,7 +128,7 @@ def make(args: argparse.Namespace, err: TextIO) -> str:
         ) from exc
     from exporter.report.render_html import render_html
 
-    return render_html(report, client.url, breakdowns)
+    return render_html(report, redact(client.url), breakdowns)
 
 
 class _progress:
