@@ -66,6 +66,9 @@ class GeoInfo:
 
 NOWHERE = GeoInfo()
 
+Lookup = Callable[[str], GeoInfo]
+"""An IP address to what is known about it (:attr:`Geo.lookup`, or a fake in tests)."""
+
 
 def packaged_city_db() -> Path | None:
     """The City database of the optional ``iptv-exporter[geolite]`` extra (maxminddb-geolite2), if installed."""
@@ -164,7 +167,7 @@ class Geo:
         )
         self._lock = threading.Lock()
         self._interned: dict[tuple[object, ...], GeoInfo] = {NOWHERE.key(): NOWHERE}
-        self.lookup: Callable[[str], GeoInfo] = functools.lru_cache(maxsize=config.cache_size)(self._lookup)
+        self.lookup: Lookup = functools.lru_cache(maxsize=config.cache_size)(self._lookup)
         self.refresh()
 
     def refresh(self) -> None:

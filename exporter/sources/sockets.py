@@ -35,7 +35,7 @@ from typing import NamedTuple
 import psutil
 
 from exporter.config import Config
-from exporter.geo import GeoInfo
+from exporter.geo import GeoInfo, Lookup
 from exporter.sources import SampleContext
 
 log = logging.getLogger(__name__)
@@ -281,7 +281,6 @@ def aggregate(conns: Sequence[Connection], top_cities: int, top_isps: int
     return dict(countries), tuple(city_rows), tuple(isp_rows)
 
 
-Lookup = Callable[[str], GeoInfo]
 _tuple_new = tuple.__new__
 _SENT = itemgetter(4)
 _GEO = itemgetter(7)

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.actions.receiver import BEARER_CHALLENGE, TokenFile
-from exporter.geo import GeoInfo
+from exporter.geo import GeoInfo, Lookup
 from exporter.snapshot import Snapshot
 from exporter.sources.accesslog import AccessLogResult
 from exporter.sources.sockets import Connection, SocketsResult
@@ -47,7 +47,7 @@ def _geo_fields(g: GeoInfo) -> Row:
             "asn": g.asn, "isp": g.isp}
 
 
-def live_viewers(snap: Snapshot, lookup: Callable[[str], GeoInfo], now: float) -> list[Row]:
+def live_viewers(snap: Snapshot, lookup: Lookup, now: float) -> list[Row]:
     """One row per client on a stream, plus one per connection of an IP with no such client. Pure."""
     socks = snap.result("sockets", SocketsResult)
     log_result = snap.result("accesslog", AccessLogResult)
@@ -120,7 +120,7 @@ class ViewersApi:
     """The Component serving both endpoints from the latest snapshot (no I/O but geo's cached lookups)."""
 
     def __init__(self, get_snapshot: Callable[[], Snapshot], token: TokenFile,
-                 lookup: Callable[[str], GeoInfo], clock: Callable[[], float] = time.time) -> None:
+                 lookup: Lookup, clock: Callable[[], float] = time.time) -> None:
         self._get = get_snapshot
         self._token = token
         self._lookup = lookup
