@@ -30,7 +30,11 @@ _PATH_SHAPES = (
     re.compile(r"/(?:live|movie|series|timeshifts?|hls)/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)/"),
     re.compile(r"/hlsr/[^/\s\"?]+/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)/"),
 )
-_QUERY = re.compile(r"(?i)\b(?:password|passwd|pass|pwd|token|api_key|apikey)=(?P<password>[^&\s\"]+)")
+_ASSIGNED = re.compile(r"=(?=(?P<password>[^&\s\"]+))")
+"""Every ``=`` with the value after it (looked at, not consumed: a value may hold ``key=secret``)."""
+_SECRET_KEY = re.compile(r"(?i)(?<!\w)(?:password|passwd|pass|pwd|token|api_key|apikey)\Z")
+"""A key whose value is a secret, at the end of the text before ``=`` (a search for ``=`` first is fast;
+a case-insensitive search for the keys over the whole text is not)."""
 _AUTHORIZATION = re.compile(r"(?i)\bauthorization:\s*\w+\s+(?P<password>[^\s\"']+)")
 _PATHLIKE = re.compile(r"/[^\s\"?]*")
 
@@ -80,10 +84,32 @@ class Redactor:
         return token
 
     def redact(self, text: str) -> str:
-        text = _USERINFO.sub(self._masked, text)
-        text = _PATHLIKE.sub(self._path, text)
-        text = _QUERY.sub(self._masked, text)
-        return _AUTHORIZATION.sub(self._masked, text)
+        if "@" in text:
+            text = _USERINFO.sub(self._masked, text)
+        if "/" in text:
+            if self._patterns:  # extra patterns are matched against whole path-like tokens
+                text = _PATHLIKE.sub(self._path, text)
+            else:  # the same shapes, without a Python call per token: no shape match crosses a token's end
+                for shape in _PATH_SHAPES:
+                    text = shape.sub(self._masked, text)
+        if "=" in text:
+            text = self._mask_assigned(text)
+        if "authorization" in text.lower():  # a case-insensitive scan only where it can match
+            text = _AUTHORIZATION.sub(self._masked, text)
+        return text
+
+    def _mask_assigned(self, text: str) -> str:
+        """``key=value``: the value masked where the key is a secret one (``password=``, ``token=``...)."""
+        out, pos = [], 0
+        for m in _ASSIGNED.finditer(text):
+            start, end = m.span("password")
+            if start < pos or m.group("password") in (*_MASKS, self._mask):
+                continue  # inside a value masked already, or redacted before
+            if _SECRET_KEY.search(text[max(0, m.start() - 9):m.start()]):  # the longest key and one more
+                out += [text[pos:start], self._mask]
+                pos = end
+        out.append(text[pos:])
+        return "".join(out)
 
     __call__ = redact
 

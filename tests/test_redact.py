@@ -39,3 +39,10 @@ def test_extra_patterns_keep_user_and_already_redacted_text() -> None:
     # Text redacted once keeps its form when it passes through again (a log line through the formatter).
     assert redact("/live/alice/***/7.ts") == "/live/alice/***/7.ts"
     assert redact(redact("http://a:b@h/live/u/p/1.ts")) == redact("http://a:b@h/live/u/p/1.ts")
+
+
+def test_query_keys_are_matched_whole_wherever_they_stand() -> None:
+    text = "url=http://h/x.m3u8?token=t1&PASSWORD=t2&bypass=keep&api_key=t3==&pwd=a=b"
+    assert redact(text) == ("url=http://h/x.m3u8?token=<redacted>&PASSWORD=<redacted>&bypass=keep"
+                            "&api_key=<redacted>&pwd=<redacted>")
+    assert redact("a=1 b=2, no secret here") == "a=1 b=2, no secret here"

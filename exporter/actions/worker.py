@@ -158,7 +158,7 @@ class ActionWorker:
             received_at=item.received_at, receiver=clean(n.receiver), external_url=clean(redact(n.externalURL), 256),
             status=n.status,
             group_key=clean(n.groupKey, 512), alerts=len(n.alerts), truncated_alerts=n.truncatedAlerts,
-            body=redact(body)[:BODY_EXCERPT],
+            body=redact(body[:BODY_EXCERPT + 1024])[:BODY_EXCERPT],  # room for a secret across the cut
         ))
         if n.truncatedAlerts:
             log.warning("notification truncated by Alertmanager truncated_alerts=%d", n.truncatedAlerts)
