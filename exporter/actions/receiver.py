@@ -165,26 +165,27 @@ class Receiver:
             return self._hook_answer(503, "action queue full, retry later")
         return self._hook_answer(200, "queued", alerts=len(notification.alerts))
 
-    def _api_denied(self) -> Response:
-        return JSONResponse({"status": "error", "message": "missing or wrong bearer token"}, status_code=401,
-                            headers=BEARER_CHALLENGE)
-
     @staticmethod
-    def _stream_param(request: Request) -> tuple[str | None, Response | None]:
+    def _api_error(code: int, message: str) -> Response:
+        return JSONResponse({"status": "error", "message": message}, status_code=code,
+                            headers=BEARER_CHALLENGE if code == 401 else None)
+
+    async def _api_stream(self, request: Request) -> tuple[str | None, Response | None]:
+        """Authorize an API request and read its optional ``?stream=``: (stream, None) or (None, the refusal)."""
+        if not await self._authorized(request):
+            return None, self._api_error(401, "missing or wrong bearer token")
         stream = request.query_params.get("stream") or None
         if stream is not None and not STREAM_ID.fullmatch(stream):
-            return None, JSONResponse({"status": "error", "message": "invalid stream id"}, status_code=400)
+            return None, self._api_error(400, "invalid stream id")
         return stream, None
 
     async def list_actions(self, request: Request) -> Response:
-        if not await self._authorized(request):
-            return self._api_denied()
-        stream, problem = self._stream_param(request)
+        stream, problem = await self._api_stream(request)
         if problem is not None:
             return problem
         raw = request.query_params.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            return JSONResponse({"status": "error", "message": f"limit must be 1-{MAX_LIMIT}"}, status_code=400)
+            return self._api_error(400, f"limit must be 1-{MAX_LIMIT}")
         limit = int(raw)
 
         def read() -> dict[str, Any]:
@@ -206,13 +207,11 @@ class Receiver:
 
     async def reset(self, request: Request) -> Response:
         """Close a stream's circuit now (an operator fixed the cause); recorded, so it survives a restart."""
-        if not await self._authorized(request):
-            return self._api_denied()
-        stream, problem = self._stream_param(request)
+        stream, problem = await self._api_stream(request)
         if problem is not None:
             return problem
         if stream is None:
-            return JSONResponse({"status": "error", "message": "give ?stream=<id>"}, status_code=400)
+            return self._api_error(400, "give ?stream=<id>")
         was_open = self.policy.circuit_open(stream)
         self.policy.reset(stream)
         await run_in_threadpool(self.journal.record_reset, stream, self._clock())
