@@ -111,7 +111,9 @@ def render(sections: list[Section], *, argv: list[str], started: dt.datetime, wa
     out += [
         f"- Load average before / after: {load_before} / {load_after}; the machine was {busy:.0%} busy over the "
         "run (the benchmark itself included). Other work on the same 2 cores inflates wall times more than CPU "
-        "times, which is why CPU time is the figure compared where the work is CPU-bound.",
+        "times, which is why CPU time is the figure compared where the work is CPU-bound; even so, on a shared "
+        "machine CPU times move between runs (caches and hyperthreads are shared too), so read a figure near its "
+        "target as near it.",
         "",
         "## Targets",
         "",
