@@ -52,6 +52,8 @@ def test_messages_name_the_problem() -> None:
     assert "actions: token_file is required unless dry_run" in problems("actions_without_token.yml")
     assert problems("unknown_runner.yml").startswith("actions.restart: Input tag 'shell'")
     assert problems("not_yaml.yml").startswith("(yaml): line 2")
+    assert problems("zero_seconds.yml") == ("sample_interval: duration 0 must be greater than zero\n"
+                                            "actions.cooldown: duration -5 must be greater than zero")
 
 
 def test_good_config_and_defaults() -> None:

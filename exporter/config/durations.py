@@ -41,6 +41,8 @@ def _coerce(value: Any) -> Any:
         return parse_duration(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("expected a duration such as 5s or 2m")
+    if not 0 < value < float("inf"):  # as for "0s": a zero interval would make the sampler spin
+        raise ValueError(f"duration {value!r} must be greater than zero")
     return value
 
 
