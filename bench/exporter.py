@@ -136,7 +136,7 @@ def run(opts: Options) -> Section:
                                              lines)
             if render.cpu > RENDER_TARGET:
                 tool, lines = again["render_profile"]
-                profile_lines += as_markdown("three /metrics renders (text format)", tool, lines)
+                profile_lines += as_markdown("the first /metrics render of a snapshot (text format)", tool, lines)
         real = real_process(host, opts, opts.runs)
     families = series_by_family(probe["metrics"])
     FOUND[(streams, viewers)] = families
@@ -149,8 +149,9 @@ def run(opts: Options) -> Section:
         f"{per_round:,} lines per 5 s round (each viewer fetches a segment and a playlist every 10 s).",
         "",
         "*Sample* and *render* run in a clean child process that builds the runtime as `iptv-exporter` does",
-        "(`build_runtime(load_config(...))`) and times `sampler.sample_once()` and the text exposition of the",
-        f"registry by its own CPU clock: medians of {opts.runs} rounds after a first one (the first round sees",
+        "(`build_runtime(load_config(...))`) and times `sampler.sample_once()` and then the bodies `GET /metrics`",
+        "serves for that snapshot (`registry.render`: the first scrape of a snapshot encodes it, later ones",
+        f"reuse it) by its own CPU clock: medians of {opts.runs} rounds after a first one (the first round sees",
         "every socket as new, the geo cache empty, and takes in the log's last minute of requests).",
         "*Memory* and *scrape* come from the real exporter (`python -m exporter`, sample_interval 2 s, starting",
         f"at the log's end as on a host) after {STEADY_SECONDS:.0f} s of the log growing every second.",
@@ -163,10 +164,14 @@ def run(opts: Options) -> Section:
         ["full sample (steady)", f"{ms(sample.cpu)} ({ms(sample.wall)})", f"≤ {ms(SAMPLE_TARGET)} CPU",
          "met" if sample.cpu <= SAMPLE_TARGET else "**not met**"],
         ["full sample (first round)", f"{ms(probe['first']['cpu'])} ({ms(probe['first']['wall'])})", "", ""],
-        ["/metrics render, text format", f"{ms(render.cpu)} ({ms(render.wall)})", f"≤ {ms(RENDER_TARGET)}",
-         "met" if render.cpu <= RENDER_TARGET else "**not met**"],
-        ["/metrics render, OpenMetrics", ms(probe["openmetrics_cpu"]), "", ""],
-        ["gzip of the text body", ms(probe["gzip_cpu"]), "", ""],
+        ["/metrics render, text format (first scrape of a snapshot)", f"{ms(render.cpu)} ({ms(render.wall)})",
+         f"≤ {ms(RENDER_TARGET)}", "met" if render.cpu <= RENDER_TARGET else "**not met**"],
+        ["/metrics render, text format (same snapshot again)", ms(statistics.median(probe["render_again_cpu"])),
+         "", ""],
+        ["/metrics render, OpenMetrics (snapshot already encoded)", ms(statistics.median(probe["openmetrics_cpu"])),
+         "", ""],
+        ["/metrics render, gzipped text (snapshot already encoded)", ms(statistics.median(probe["gzip_cpu"])),
+         "", ""],
         ["/metrics size", f"{probe['size'] / 1024:,.0f} KiB ({probe['gzip_size'] / 1024:,.0f} KiB gzipped), "
          f"{total_series:,} series", "", ""],
         ["GET /metrics over HTTP (real exporter, wall)", ms(real["scrape_wall"]), "", ""],
@@ -184,10 +189,12 @@ def run(opts: Options) -> Section:
     section.table(["source", "CPU", "share", "wall", "state"], src_rows)
     collect = statistics.median(probe["collect_cpu"])
     section.add(
-        f"Of a render's {ms(render.cpu)}, building the metric families from the snapshot (our collectors,",
-        f"`registry.collect()`) takes {ms(collect)} ({collect / render.cpu:.0%}); the rest",
-        f"({1 - collect / render.cpu:.0%}) is prometheus_client writing {total_series:,} samples as text",
-        f"(≈ {(render.cpu - collect) / max(total_series, 1) * 1e6:.0f} µs per sample).",
+        f"Of a first scrape's {ms(render.cpu)}, building the metric families from the snapshot (our collectors,",
+        f"`registry.collect()`) takes {ms(collect)} ({min(collect / render.cpu, 1):.0%}); the rest",
+        f"({max(1 - collect / render.cpu, 0):.0%}) is writing {total_series:,} samples as text",
+        f"(≈ {max(render.cpu - collect, 0) / max(total_series, 1) * 1e6:.1f} µs per sample). The snapshot's part of",
+        "the body is kept until the next round; OpenMetrics and gzip reuse it; only the live collectors (the",
+        "actions') are encoded on every scrape.",
         "",
     )
     down = [k for k, v in real["up"].items() if float(v) != 1]

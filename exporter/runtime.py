@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -17,6 +16,7 @@ from exporter.actions.receiver import TokenFile
 from exporter.config import Config
 from exporter.geo import Geo
 from exporter.metrics import FAMILIES, Family, SnapshotCollector
+from exporter.metrics.exposition import MetricsRegistry
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import Source
@@ -34,7 +34,7 @@ from exporter.web.viewers_api import ViewersApi
 class Runtime:
     config: Config
     sampler: Sampler
-    registry: CollectorRegistry
+    registry: MetricsRegistry
     components: list[Component] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
 
@@ -69,8 +69,7 @@ def build_runtime(config: Config) -> Runtime:
         sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
 
     sampler = Sampler(config, sources)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(lambda: sampler.snapshot, families))
+    registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
     if config.actions is not None:
         actions = build_actions(config, sampler)  # raises ActionsError: exit 1 before serving
         components.append(actions)

@@ -29,7 +29,8 @@ FAMILIES: list[Family] = [
 
 
 class SnapshotCollector(Collector):
-    """Renders whatever snapshot ``get_snapshot`` returns; cheap enough for every scrape."""
+    """The families of whatever snapshot ``get_snapshot`` returns (``exposition.MetricsRegistry`` encodes them
+    once per snapshot)."""
 
     def __init__(self, get_snapshot: Callable[[], Snapshot], families: Iterable[Family] = FAMILIES) -> None:
         self._get = get_snapshot
@@ -38,7 +39,12 @@ class SnapshotCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         return []  # registering must not sample
 
-    def collect(self) -> Iterator[Metric]:
-        snap = self._get()
+    def latest(self) -> Snapshot:
+        return self._get()
+
+    def collect_from(self, snap: Snapshot) -> Iterator[Metric]:
         for family in self._families:
             yield from family(snap)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.collect_from(self._get())

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import html
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -20,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exporter import __version__
+from exporter.metrics.exposition import MetricsRegistry
 from exporter.sampler import Sampler
 from exporter.web.webconfig import BasicAuth, WebConfigFile
 
@@ -73,14 +71,12 @@ class BasicAuthMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def _metrics_endpoint(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:
+def _metrics_endpoint(registry: MetricsRegistry) -> Callable[[Request], Awaitable[Response]]:
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = encoder(registry)  # renders the latest snapshot only: no I/O, safe on the loop
-        headers = {"Content-Type": content_type}
-        if "gzip" in request.headers.get("accept-encoding", "") and len(body) > 512:
-            body = gzip.compress(body, compresslevel=5)
-            headers["Content-Encoding"] = "gzip"
+        # In a worker thread: encoding a new snapshot takes tens of ms, which would stall the webhook.
+        body, headers = await run_in_threadpool(
+            registry.render, request.headers.get("accept", ""), request.headers.get("accept-encoding", "")
+        )
         return Response(body, headers=headers)
 
     return metrics
@@ -110,7 +106,7 @@ def _landing(sampler: Sampler, extra_links: Sequence[tuple[str, str]]) -> Callab
 
 def create_app(
     sampler: Sampler,
-    registry: CollectorRegistry,
+    registry: MetricsRegistry,
     *,
     components: Sequence[Component] = (),
     web_config: WebConfigFile | None = None,
