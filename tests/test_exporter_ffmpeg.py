@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -14,14 +15,16 @@ pytestmark = pytest.mark.slow
 
 
 def write_config(tmp: Path, streams: Path) -> Path:
+    """Discovery bound to this test's folder: other ffmpegs on the host (a benchmark, another test) stay out."""
     path = tmp / "config.yml"
+    folder = re.escape(str(streams))
     path.write_text(f"""
 node: test-node
 sample_interval: 1s
 streams:
-  discover: [{{preset: panelx}}]
+  discover: [{{process: ffmpeg, cmdline: '{folder}/stream_(?P<stream>\\d+)\\.m3u8'}}]
   static:
-    - {{id: "7", name: Seven, cmdline: 'stream_7\\.m3u8', playlist: {streams}/stream_7.m3u8}}
+    - {{id: "7", name: Seven, cmdline: '{folder}/stream_7\\.m3u8', playlist: {streams}/stream_7.m3u8}}
     - {{id: "9", name: Nine (never runs)}}
 viewers: {{ports: [], access_log: null}}
 """)
