@@ -72,7 +72,21 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_notification(body: bytes) -> Notification:
-    """Bytes of a webhook body to a Notification; PayloadError with a short reason otherwise."""
+    """Bytes of a webhook body to a Notification; PayloadError with a short reason otherwise.
+
+    pydantic parses and validates the bytes in one pass (about 4x faster than ``json`` then the model). Its
+    parser is never laxer than ``json`` plus the checks below (strict UTF-8, no lone surrogates, no trailing
+    data; tests/test_actions_payload.py holds it to that), only stricter where json is not: nesting deeper
+    than about 200 levels. So whatever it refuses goes the slow way, which names the reason in our words,
+    or accepts as before what only pydantic's parser minds (deep nesting in a field we ignore).
+    """
+    try:
+        return Notification.model_validate_json(body)
+    except ValidationError:
+        return _parse_slowly(body)
+
+
+def _parse_slowly(body: bytes) -> Notification:
     try:
         data = json.loads(body.decode("utf-8"))  # strictly UTF-8, as Alertmanager sends (no UTF-16 guessing)
     except UnicodeDecodeError:
