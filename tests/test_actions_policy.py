@@ -120,3 +120,23 @@ def test_clean() -> None:
     assert clean("a\nb\x00c") == "a\\x0ab\\x00c"
     assert clean("\udc80") == "\\udc80"
     assert len(clean("x" * 100_000)) == 128
+
+
+def test_clean_fast_path_keeps_the_limits() -> None:
+    assert clean("x" * 128) == "x" * 128
+    assert clean("x" * 129) == "x" * 127 + "…"
+    assert clean("caf\u00e9") == "caf\u00e9"
+    assert clean("tab\there") == "tab\\x09here"
+
+
+def test_budgets_of_streams_not_decided_again_still_expire() -> None:
+    """decide() expires only the stream it decides on; the API and the circuit gauge see every stream."""
+    clock = Clock()
+    p = policy(clock, cooldown=1.0, budget_max=1, budget_window=100.0)
+    assert p.decide(mk("7", fp="a1"), INVENTORY).accepted
+    p.finish("7")
+    assert p.streams() == {"7"} and p.circuit_open("7")
+    clock.now += 101
+    assert p.decide(mk("8", fp="b1"), INVENTORY).accepted  # another stream: 7's budget is not looked at
+    assert p.streams() == {"8"}
+    assert not p.circuit_open("7") and p.budget_used("7") == 0

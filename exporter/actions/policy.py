@@ -40,6 +40,8 @@ LABEL_LIMIT = 128
 
 def clean(value: str, limit: int = LABEL_LIMIT) -> str:
     """Printable, valid UTF-8 and short: safe for SQLite, logs and JSON whatever the sender put in."""
+    if len(value) <= limit and value.isascii() and value.isprintable():
+        return value  # the usual label value: nothing to do (ASCII has no surrogates)
     text = value.encode("utf-8", "backslashreplace").decode("utf-8")
     text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[: limit * 4])
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -126,10 +128,10 @@ class Policy:
             return verdict(SKIPPED_UNKNOWN_STREAM, f"stream {clean(stream_label)!r} is not in this node's inventory")
         with self._lock:
             now = self._clock()
-            self._expire(now)
+            self._expire_seen(now)
             if alert.dedup_key in self._seen:
                 return verdict(SKIPPED_DUPLICATE, "this alert (fingerprint, startsAt) was already acted on")
-            spent = self._spent.get(stream, deque())
+            spent = self._expire_spent(stream, now)
             if len(spent) >= self.budget_max:
                 until = spent[0] + self.budget_window
                 return verdict(SKIPPED_BUDGET, f"circuit open: {len(spent)} actions within the budget window;"
@@ -173,10 +175,20 @@ class Policy:
 
     def _expire(self, now: float) -> None:
         for stream in list(self._spent):
-            spent = self._spent[stream]
-            while spent and spent[0] <= now - self.budget_window:
-                spent.popleft()
-            if not spent:
-                del self._spent[stream]
+            self._expire_spent(stream, now)
+        self._expire_seen(now)
+
+    def _expire_spent(self, stream: str, now: float) -> deque[float]:
+        """The stream's budget spent within the window (a stream with none left is forgotten)."""
+        spent = self._spent.get(stream)
+        if spent is None:
+            return deque()
+        while spent and spent[0] <= now - self.budget_window:
+            spent.popleft()
+        if not spent:
+            del self._spent[stream]
+        return spent
+
+    def _expire_seen(self, now: float) -> None:
         if self._seen and next(iter(self._seen.values())) < now - self.dedup_ttl:  # oldest first
             self._seen = {k: at for k, at in self._seen.items() if at >= now - self.dedup_ttl}
