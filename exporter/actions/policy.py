@@ -171,6 +171,7 @@ class Policy:
     def streams(self) -> set[str]:
         """Streams with any budget spent in the window (their circuit gauge is worth exporting)."""
         with self._lock:
+            self._expire(self._clock())
             return set(self._spent)
 
     def _expire(self, now: float) -> None:
