@@ -1,21 +1,25 @@
-"""Stream processes (ffmpeg) from /proc via psutil: which streams run, and what they cost.
+"""Stream processes (ffmpeg) from /proc: which streams run, and what they cost.
 
-Reading is kept apart from matching: :func:`read_processes` does the I/O, :func:`match_streams` is pure
-and is tested with literal command lines. Processes that vanish mid-read, zombies and permission errors
-are part of normal life on a busy host and never fail a sample.
+Reading is kept apart from matching: :class:`ProcScan` does the I/O (through :class:`ProcFs`, whose
+parsers are pure), :func:`stream_of` and :func:`match_streams` are pure and are tested with literal command
+lines. Only a process whose name and command line match a rule has its CPU, memory, I/O and fds read.
+Processes that vanish mid-read, zombies and permission errors are part of normal life on a busy host and
+never fail a sample. Without a /proc (not Linux) psutil reads the same facts (:func:`read_psutil`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psutil
 
 from exporter.config import Config
 from exporter.sources import SampleContext
+from exporter.sources.procfs import ProcFs, full_name, parse_cmdline
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ class StreamProcesses:
 class ProcessesResult:
     streams: Mapping[str, StreamProcesses]
     scanned: int
+    """Processes looked at this round."""
 
 
 def rules_from_config(config: Config) -> list[Rule]:
@@ -83,27 +88,32 @@ def rules_from_config(config: Config) -> list[Rule]:
     return rules
 
 
-def _process_name_matches(wanted: str | None, proc: ProcInfo) -> bool:
+def _process_name_matches(wanted: str | None, name: str, cmdline: Sequence[str]) -> bool:
     if wanted is None:
         return True
-    if proc.name == wanted:
+    if name == wanted:
         return True
     # comm is cut at 15 characters and a panel may ship its own binary: compare argv[0]'s base name too.
-    return bool(proc.cmdline) and proc.cmdline[0].rsplit("/", 1)[-1] == wanted
+    return bool(cmdline) and cmdline[0].rsplit("/", 1)[-1] == wanted
 
 
-def stream_of(proc: ProcInfo, rules: Sequence[Rule]) -> str | None:
-    """The stream id this process serves, from the first rule that matches, or None."""
-    if not proc.cmdline:
+def stream_for(name: str, cmdline: Sequence[str], rules: Sequence[Rule]) -> str | None:
+    """The stream id a process of this name and command line serves, from the first rule that matches."""
+    if not cmdline:
         return None  # kernel threads and zombies have no command line
-    joined = " ".join(proc.cmdline)
+    joined = " ".join(cmdline)
     for rule in rules:
-        if not _process_name_matches(rule.process, proc):
+        if not _process_name_matches(rule.process, name, cmdline):
             continue
         found = rule.pattern.search(joined)
         if found:
             return rule.stream or found.group("stream")
     return None
+
+
+def stream_of(proc: ProcInfo, rules: Sequence[Rule]) -> str | None:
+    """The stream id this process serves, from the first rule that matches, or None."""
+    return stream_for(proc.name, proc.cmdline, rules)
 
 
 def output_hints(cmdline: Sequence[str]) -> tuple[str | None, str | None]:
@@ -127,8 +137,82 @@ def match_streams(procs: Iterable[ProcInfo], rules: Sequence[Rule]) -> dict[str,
     return out
 
 
-def read_processes(names: set[str | None]) -> list[ProcInfo]:
-    """Read every process whose name could match; details only for those (cheap on a host of 1000s)."""
+class ProcScan:
+    """One walk over /proc per round (:meth:`scan`): the processes of each stream, with what they cost.
+
+    Every process costs a read of its command line, and of its ``comm`` unless argv[0] names a wanted
+    program already; only those whose name could match have their ``stat`` read, and only those that
+    serve a stream their memory, I/O and fds. Parsing a command line and matching it against the rules
+    are remembered from one round to the next by their input (the command line's bytes, and the name), so
+    a stream process that keeps running costs no regex search.
+    """
+
+    def __init__(self, fs: ProcFs, names: set[str | None], stream: Callable[[str, tuple[str, ...]], str | None]
+                 ) -> None:
+        self.fs = fs
+        self._names = names
+        self._stream = stream
+        self._parsed: dict[bytes, tuple[tuple[str, ...], bool]] = {}
+        """raw command line -> (arguments, argv[0] names a wanted program)"""
+        self._matched: dict[tuple[str, bytes], str | None] = {}
+
+    def _parse(self, raw: bytes) -> tuple[tuple[str, ...], bool]:
+        cmdline = parse_cmdline(raw)
+        wanted = None in self._names or (bool(cmdline) and cmdline[0].rsplit("/", 1)[-1] in self._names)
+        return cmdline, wanted
+
+    def scan(self) -> tuple[dict[str, list[ProcInfo]], int]:
+        """Processes by stream, and how many processes were looked at."""
+        fs, names = self.fs, self._names
+        boot = fs.boot_time()
+        tick, page = fs.clock_ticks, fs.page_size
+        parsed, matched = self._parsed, self._matched
+        self._parsed, self._matched = {}, {}  # only what this round saw is kept for the next
+        pids = fs.pids()
+        out: dict[str, list[ProcInfo]] = {}
+        for pid in pids:
+            try:
+                raw = fs.read(pid, "cmdline")
+                if not raw:
+                    continue  # kernel thread or zombie
+                known = parsed.get(raw) or self._parse(raw)
+                self._parsed[raw] = known
+                cmdline, wanted = known
+                if not wanted:
+                    comm = fs.comm(pid)
+                    if comm not in names and full_name(comm, cmdline) not in names:
+                        continue
+                st = fs.stat(pid)
+                if st.state == "Z":
+                    continue  # exited, not yet reaped: nothing of it runs
+                name = full_name(st.comm, cmdline)
+                key = (name, raw)
+                sid = matched[key] if key in matched else self._stream(name, cmdline)
+                self._matched[key] = sid
+                if sid is None:
+                    continue
+                rss = fs.resident_pages(pid)
+                try:
+                    read_bytes = fs.rchar(pid)
+                except PermissionError:
+                    read_bytes = None  # another user's process: /proc/<pid>/io needs ptrace rights
+                try:
+                    fds: int | None = fs.open_fds(pid)
+                except PermissionError:
+                    fds = None
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue  # gone, or not ours to read (hidepid): the next round sees the truth
+            out.setdefault(sid, []).append(ProcInfo(
+                pid=pid, name=name, cmdline=cmdline, create_time=boot + st.start / tick,
+                cpu_seconds=st.utime / tick + st.stime / tick, rss_bytes=rss * page, read_bytes=read_bytes,
+                open_fds=fds, threads=st.threads,
+            ))
+        return out, len(pids)
+
+
+def read_psutil(names: set[str | None]) -> list[ProcInfo]:
+    """What :class:`ProcScan` reads, through psutil where there is no /proc: every process whose name could
+    match (matched to streams afterwards by :func:`match_streams`)."""
     any_name = None in names
     procs: list[ProcInfo] = []
     for p in psutil.process_iter(["name", "cmdline"]):
@@ -179,21 +263,36 @@ class _Carry:
     ever_seen: bool = False
     hints: tuple[str | None, str | None] = (None, None)
     """Playlist and progress target of the last process seen: still watched while the stream is down."""
+    hints_of: tuple[str, ...] = ()
+    """The command line ``hints`` were read from (the same one, round after round, while it runs)."""
+
+
+PROC_ROOT = "/proc" if sys.platform.startswith("linux") else None
 
 
 class ProcessesSource:
-    """Matches processes to streams; counts restarts as new PIDs of a stream seen while we run."""
+    """Matches processes to streams; counts restarts as new PIDs of a stream seen while we run.
+
+    ``proc_root`` is the /proc to read (tests point it at captured files); None reads through psutil.
+    """
 
     name = "processes"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, proc_root: str | None = PROC_ROOT) -> None:
         self._rules = rules_from_config(config)
         self._names = {r.process for r in self._rules}
         self._carry: dict[str, _Carry] = {}
+        rules = self._rules
+        self._scan = None if proc_root is None else ProcScan(
+            ProcFs(proc_root), self._names, lambda name, cmdline: stream_for(name, cmdline, rules)
+        )
 
     def sample(self, ctx: SampleContext) -> ProcessesResult:
-        procs = read_processes(self._names)
-        return self.update(match_streams(procs, self._rules), scanned=len(procs))
+        if self._scan is None:
+            procs = read_psutil(self._names)
+            return self.update(match_streams(procs, self._rules), scanned=len(procs))
+        matched, scanned = self._scan.scan()
+        return self.update(matched, scanned=scanned)
 
     def update(self, matched: Mapping[str, list[ProcInfo]], scanned: int = 0) -> ProcessesResult:
         """Fold one round's matches into the carried counters (pure apart from ``self._carry``)."""
@@ -215,8 +314,8 @@ class ProcessesSource:
                 carry.pids[p.pid] = (p.cpu_seconds, float(p.read_bytes or 0))
             carry.ever_seen = carry.ever_seen or bool(procs)
             oldest = min(procs, key=lambda p: p.create_time) if procs else None
-            if oldest is not None:
-                carry.hints = output_hints(oldest.cmdline)
+            if oldest is not None and oldest.cmdline != carry.hints_of:
+                carry.hints, carry.hints_of = output_hints(oldest.cmdline), oldest.cmdline
             playlist, progress = carry.hints
             streams[stream] = StreamProcesses(
                 stream=stream,
