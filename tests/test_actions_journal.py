@@ -60,3 +60,55 @@ def test_unusable_journal_is_a_clear_start_up_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ActionsError, match="cannot open"):
         Journal.open(tmp_path / "file" / "j.sqlite")
+
+
+def _notification(at: float = 1.0) -> NotificationRecord:
+    return NotificationRecord(at, "r", "http://am:9093", "firing", "{}", 1, 0, "{}")
+
+
+def _decision(nid: int, fp: str, action_id: int | None = None) -> DecisionRecord:
+    return DecisionRecord(nid, 10.0, fp, "t", "firing", "IPTVStreamDown", "7", "restart", "edge-1",
+                          "skipped_duplicate" if action_id is None else "dry_run", "why", action_id)
+
+
+def test_batch_assigns_ids_and_writes_everything_together(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite")
+    first = j.record_notification(_notification())
+    old_action = j.record_action(_action(5.0, fp="old"))
+    with j.batch() as b:
+        nid = b.notification(_notification(2.0))
+        aid = b.action(_action(10.0, fp="f1"))
+        b.decision(_decision(nid, "f1", aid))
+        b.finish_action(aid, at=10.0, result="dry_run", detail="dry run: nothing executed", exit_code=None, output="")
+        n2 = b.notification(_notification(3.0))
+        b.decision(_decision(n2, "f1"))
+    assert (nid, n2, aid) == (first + 1, first + 2, old_action + 1)
+    assert [n["id"] for n in j.list_notifications()] == [n2, nid, first]
+    action = j.list_actions()[0]
+    assert (action["id"], action["result"], action["dry_run"], action["finished_at"]) == (aid, "dry_run", False, 10.0)
+    assert action["started_at"] is None and action["output"] == ""
+    assert [(d["notification_id"], d["action_id"]) for d in j.list_decisions()] == [(n2, None), (nid, aid)]
+    assert j.record_notification(_notification()) == n2 + 1  # single-row writes go on after the batch's ids
+    assert [p.fingerprint for p in j.history(0.0)] == ["old", "f1"]  # what a restart restores
+
+
+def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite")
+    with pytest.raises(RuntimeError), j.batch() as b:
+        nid = b.notification(_notification())
+        b.action(_action(10.0))
+        b.decision(_decision(nid, "f1"))
+        raise RuntimeError("crash while deciding")
+    assert j.list_notifications() == [] and j.list_actions() == [] and j.list_decisions() == []
+    with j.batch() as b:
+        assert b.notification(_notification()) == nid  # nothing was taken
+
+
+def test_batch_larger_than_one_statement(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.sqlite")
+    with j.batch() as b:
+        ids = [b.notification(_notification(float(i))) for i in range(300)]
+        for nid in ids:
+            b.decision(_decision(nid, f"f{nid}"))
+    assert len(j.list_notifications(1000)) == 300 and len(j.list_decisions(limit=1000)) == 300
+    assert {d["fingerprint"] for d in j.list_decisions(limit=1000)} == {f"f{i}" for i in ids}

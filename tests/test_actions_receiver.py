@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from exporter.actions import ActionsComponent, ActionsError
+from exporter.actions.receiver import TokenFile
 from exporter.config import parse_config
 from exporter.runtime import build_runtime
 from tests.actions_support import (
@@ -337,3 +339,87 @@ def test_refuses_to_start_without_a_usable_token_file(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("  \n")
     with pytest.raises(ActionsError, match="token_file.*empty"):
         build_runtime(config)
+
+
+def test_token_file_quick_check(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    token = write_token(path)
+    tf = TokenFile(path)
+    assert tf.quick_check(f"Bearer {token}") is None  # never read: the caller must check() in a thread
+    tf.load()
+    assert tf.quick_check(f"Bearer {token}") is True
+    assert tf.quick_check(f"bearer  {token} ") is True
+    for header in (None, "", "Bearer", "Bearer ", f"Basic {token}", f"Bearer {token}x", token):
+        assert tf.quick_check(header) is False, header
+    new = write_token(path, "rotated-" + token)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert tf.quick_check(f"Bearer {new}") is None  # changed: not trusted until re-read
+    assert tf.check(f"Bearer {new}") and tf.quick_check(f"Bearer {new}") is True
+    assert tf.quick_check(f"Bearer {token}") is False
+    path.unlink()
+    assert tf.quick_check(f"Bearer {new}") is None and not tf.check(f"Bearer {new}")
+    assert tf.quick_check(f"Bearer {new}") is None  # unusable stays unusable until the file is back
+
+
+def test_a_batch_of_racing_deliveries_acts_once(tmp_path: Path) -> None:
+    """Deliveries queued while the worker is busy are decided as one batch: still one action per stream."""
+    token = write_token(tmp_path / "token")
+    with running(_config(tmp_path, "{stream}", cooldown="1h")) as (client, _, component):
+        down, stalled = alert("7"), alert("7", alertname="IPTVStreamStalled")
+        with component.journal._lock:  # the worker waits for the journal: everything below queues up
+            for a in [down] * 6 + [stalled] * 3 + [alert("fz-9f3c1a")] * 3:
+                r = client.post("/hooks/alertmanager", json=notification(a), headers=_auth(token))
+                assert r.status_code == 200
+        assert component.worker.wait_idle(20)
+        story = client.get("/api/actions?limit=1000", headers=_auth(token)).json()
+    assert sorted(a["stream"] for a in story["actions"]) == ["7", "fz-9f3c1a"]
+    assert len(records(tmp_path / "record.jsonl")) == 2
+    results = [d["result"] for d in reversed(story["decisions"])]
+    assert results.count("accepted") == 2 and results.count("skipped_duplicate") == 7
+    assert results.count("skipped_cooldown") == 3
+    ids = {n["id"] for n in story["notifications"]}
+    assert len(ids) == 12 and {d["notification_id"] for d in story["decisions"]} == ids
+    accepted = {d["action_id"] for d in story["decisions"] if d["result"] == "accepted"}
+    assert accepted == {a["id"] for a in story["actions"]}
+
+
+def test_an_action_whose_journal_write_failed_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = write_token(tmp_path / "token")
+    with running(_config(tmp_path, "{stream}", cooldown="1ms")) as (client, _, component):
+        real = component.journal._insert_rows
+
+        def failing(table: str, rows: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def post() -> None:
+            r = client.post("/hooks/alertmanager", json=notification(alert("7")), headers=_auth(token))
+            assert r.status_code == 200
+
+        monkeypatch.setattr(component.journal, "_insert_rows", failing)
+        post()
+        assert component.worker.wait_idle(20)
+        assert not (tmp_path / "record.jsonl").exists()  # not in the journal: not run (a restart would repeat it)
+        assert metric(_metrics(client), "iptv_actions_total", stream="7", action="restart", result="failed") == 1
+        story = client.get("/api/actions", headers=_auth(token)).json()
+        assert story["actions"] == [] and story["notifications"] == []
+        monkeypatch.setattr(component.journal, "_insert_rows", real)
+        post()
+        assert component.worker.wait_idle(20)  # the stream's slot was freed: the next alert acts
+    assert len(records(tmp_path / "record.jsonl")) == 1
+
+
+def test_a_restart_remembers_dedup_and_cooldown(tmp_path: Path) -> None:
+    token = write_token(tmp_path / "token")
+    config = _config(tmp_path, "{stream}", cooldown="1h")
+    first = alert("7")
+    with running(config) as (client, _, component):
+        assert client.post("/hooks/alertmanager", json=notification(first), headers=_auth(token)).status_code == 200
+        assert component.worker.wait_idle(20)
+    with running(config) as (client, _, component):
+        for a in (first, alert("7")):
+            assert client.post("/hooks/alertmanager", json=notification(a), headers=_auth(token)).status_code == 200
+        assert component.worker.wait_idle(20)
+        story = client.get("/api/actions", headers=_auth(token)).json()
+    assert [d["result"] for d in story["decisions"]] == ["skipped_cooldown", "skipped_duplicate", "accepted"]
+    assert len(records(tmp_path / "record.jsonl")) == 1

@@ -2,17 +2,22 @@
 
 It is the memory that survives a restart: dedup keys, cooldowns and budgets are rebuilt from it at start,
 so a restarted exporter never repeats an action it already took. Writes are single statements in
-autocommit mode (a crash loses at most the row being written); one connection, guarded by a lock, serves
-the worker thread, the action threads and the API.
+autocommit mode, except that the worker writes what it decided for a batch of queued notifications with
+:meth:`Journal.batch`: one transaction, a few multi-row INSERTs (a crash loses at most that batch, and the
+worker starts a batch's actions only once it is committed). One connection, guarded by a lock, serves the
+worker thread, the action threads and the API.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +138,68 @@ class PastAction:
     starts_at: str
 
 
+@functools.lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...], rows: int = 1) -> str:
+    row = f"({', '.join('?' for _ in columns)})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(itertools.repeat(row, rows))}"
+
+
+_ROWS: dict[type[Any], tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
+    cls: (_insert_sql(table, cls.__slots__), operator.attrgetter(*cls.__slots__))
+    for cls, table in ((NotificationRecord, "notifications"), (DecisionRecord, "decisions"),
+                       (ActionRecord, "actions"))
+}
+"""Per record type: its INSERT (one text, so sqlite3's statement cache keeps it prepared) and its values."""
+
+_OUTCOME = ("started_at", "finished_at", "result", "detail", "exit_code", "output")
+_BATCH_COLUMNS = {
+    "notifications": ("id", *NotificationRecord.__slots__),
+    "actions": ("id", *ActionRecord.__slots__, *_OUTCOME),
+    "decisions": DecisionRecord.__slots__,
+}
+_MAX_VARIABLES = 999
+"""Parameters in one statement, at most (SQLite's limit before 3.32; later builds allow more)."""
+
+
+class JournalBatch:
+    """The rows of one batch of decisions, written together when :meth:`Journal.batch` ends.
+
+    Ids are assigned here (the batch holds the journal's lock from the first id to the commit), so deciding
+    needs no round trip to SQLite: the worker thread, which shares the GIL with the event loop, gives it up
+    a handful of times per batch instead of at every row.
+    """
+
+    def __init__(self, next_notification: int, next_action: int) -> None:
+        self._next_notification = next_notification
+        self._next_action = next_action
+        self.rows: dict[str, list[Sequence[Any]]] = {"notifications": [], "actions": [], "decisions": []}
+        self._actions: dict[int, list[Any]] = {}
+
+    def notification(self, rec: NotificationRecord) -> int:
+        nid, self._next_notification = self._next_notification, self._next_notification + 1
+        self.rows["notifications"].append((nid, *_ROWS[NotificationRecord][1](rec)))
+        return nid
+
+    def action(self, rec: ActionRecord) -> int:
+        aid, self._next_action = self._next_action, self._next_action + 1
+        row = [aid, *_ROWS[ActionRecord][1](rec), *(None for _ in _OUTCOME)]
+        self._actions[aid] = row
+        self.rows["actions"].append(row)
+        return aid
+
+    def finish_action(self, action_id: int, *, at: float, result: str, detail: str, exit_code: int | None,
+                      output: str) -> None:
+        """The outcome of an action of this batch, written with it (a dry run's)."""
+        self._actions[action_id][-5:] = [at, result, detail, exit_code, output]
+
+    def decision(self, rec: DecisionRecord) -> None:
+        self.rows["decisions"].append(_ROWS[DecisionRecord][1](rec))
+
+
 class Journal:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the single-row writes inside a batch()
         self.path = path
 
     @classmethod
@@ -172,6 +235,34 @@ class Journal:
         with self._lock:
             yield self._conn
 
+    @contextmanager
+    def batch(self) -> Iterator[JournalBatch]:
+        """Collect rows in the batch; at the end they are written in one transaction, or nothing is if the
+        block raises or the write fails. Other threads' journal calls wait until then: keep it short."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                nid, aid = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM notifications),"
+                                        " (SELECT COALESCE(MAX(id), 0) FROM actions)").fetchone()
+                batch = JournalBatch(nid + 1, aid + 1)
+                yield batch
+                for table, rows in batch.rows.items():
+                    self._insert_rows(table, rows)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _insert_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Multi-row INSERTs: one statement (one sqlite3 call) per up to ``_MAX_VARIABLES`` values."""
+        columns = _BATCH_COLUMNS[table]
+        per = _MAX_VARIABLES // len(columns)
+        for start in range(0, len(rows), per):
+            chunk = rows[start:start + per]
+            self._conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain.from_iterable(chunk)))
+
     def _insert(self, table: str, values: Mapping[str, Any]) -> int:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -179,18 +270,21 @@ class Journal:
             cur = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(values.values()))
             return int(cur.lastrowid or 0)
 
+    def _insert_record(self, rec: NotificationRecord | DecisionRecord | ActionRecord) -> int:
+        sql, values = _ROWS[type(rec)]
+        with self._lock:
+            return int(self._conn.execute(sql, values(rec)).lastrowid or 0)
+
     # -- writes ------------------------------------------------------------------------------------------
 
     def record_notification(self, rec: NotificationRecord) -> int:
-        return self._insert("notifications", _asdict(rec))
+        return self._insert_record(rec)
 
     def record_decision(self, rec: DecisionRecord) -> int:
-        return self._insert("decisions", _asdict(rec))
+        return self._insert_record(rec)
 
     def record_action(self, rec: ActionRecord) -> int:
-        values = _asdict(rec)
-        values["dry_run"] = int(rec.dry_run)
-        return self._insert("actions", values)
+        return self._insert_record(rec)  # dry_run: a bool is stored as the integer 0 or 1
 
     def mark_started(self, action_id: int, at: float) -> None:
         with self._locked() as conn:
@@ -267,7 +361,3 @@ class Journal:
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-
-
-def _asdict(rec: Any) -> dict[str, Any]:
-    return {name: getattr(rec, name) for name in rec.__slots__}

@@ -8,6 +8,7 @@ Label values are bounded: ``stream`` is an inventory id or "" (an alert naming a
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -41,6 +42,23 @@ class ActionMetrics(Collector):
         self.in_progress = Gauge(
             "iptv_actions_in_progress", "Actions running or verifying now.", registry=None,
         )
+        self._results: dict[tuple[str, str, str], Any] = {}
+        self._codes: dict[int, Any] = {}
+
+    def count(self, stream: str, action: str, result: str) -> None:
+        """One more in ``iptv_actions_total`` (the child looked up once per label set: label values are bounded)."""
+        key = (stream, action, result)
+        child = self._results.get(key)
+        if child is None:
+            child = self._results[key] = self.actions.labels(stream, action, result)
+        child.inc()
+
+    def webhook_answered(self, code: int) -> None:
+        """One more in ``iptv_webhook_requests_total``."""
+        child = self._codes.get(code)
+        if child is None:
+            child = self._codes[code] = self.webhook.labels(str(code))
+        child.inc()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # registering must not touch the policy

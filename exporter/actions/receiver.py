@@ -9,7 +9,9 @@ not an Alertmanager v4 payload, 503 when the queue is full (Alertmanager retries
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -28,7 +30,6 @@ from exporter.actions.payload import parse_notification
 from exporter.actions.policy import Policy
 from exporter.actions.worker import ActionWorker
 from exporter.config.streams import STREAM_ID
-from exporter.web.webconfig import constant_time_equal
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,19 @@ BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="iptv-exporter"'}
 
 
 class TokenFile:
-    """The shared bearer token, re-read whenever the file changes (mtime, size or inode), so rotating it
-    needs no restart. An unreadable or emptied file denies every request until it is fixed."""
+    """The shared bearer token, re-read whenever the file changes (mtime, ctime, size or inode), so rotating
+    it needs no restart. An unreadable or emptied file denies every request until it is fixed.
+
+    :meth:`quick_check` is the hook's per-request path: one ``stat`` and a digest comparison, no read, so it
+    runs on the event loop; only when the file changed (or is unusable) does the caller fall back to
+    :meth:`check`, which reads it, in a thread.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int, int] | None = None
-        self._digest: bytes | None = None
+        self._current: tuple[tuple[int, int, int, int], bytes] | None = None
+        """(stamp of the file, SHA-256 of its token) as last read; one attribute, read without the lock."""
         self._broken = False
         self._why = "missing"
         """What is wrong with the file while it is unusable (for the start-up error)."""
@@ -56,13 +62,16 @@ class TokenFile:
             raise ActionsError(f"actions.token_file: {self.path}: {self._why}: the webhook needs a token "
                                f"(write one, e.g. `openssl rand -hex 32 > {self.path}`, or set actions.dry_run)")
 
+    def _stamp(self) -> tuple[int, int, int, int]:
+        st = os.stat(self.path)
+        return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino
+
     def _refresh(self) -> bytes | None:
         try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
-            with self._lock:
-                if stamp == self._stamp:
-                    return self._digest
+            stamp = self._stamp()
+            current = self._current
+            if current is not None and current[0] == stamp:
+                return current[1]
             token = self.path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             self._fail("does not exist")
@@ -75,26 +84,44 @@ class TokenFile:
             return None
         digest = hashlib.sha256(token.encode("utf-8")).digest()
         with self._lock:
-            if self._broken or (self._stamp is not None and digest != self._digest):
+            if self._broken or (self._current is not None and digest != self._current[1]):
                 log.info("webhook token (re)loaded path=%s", self.path)
-            self._stamp, self._digest, self._broken = stamp, digest, False
+            self._current, self._broken = (stamp, digest), False
         return digest
 
     def _fail(self, why: str) -> None:
         with self._lock:
             if not self._broken:
                 log.error("webhook token file unusable, denying all requests path=%s problem=%s", self.path, why)
-            self._why, self._stamp, self._digest, self._broken = why, None, None, True
+            self._why, self._current, self._broken = why, None, True
 
     def check(self, header: str | None) -> bool:
+        """Whether ``header`` carries the token; stats the file and reads it if it changed (may block)."""
         expected = self._refresh()
-        if expected is None or not header:
-            return False
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            return False
-        # Digests: equal length whatever was sent, so the comparison reveals nothing of the token's length.
-        return constant_time_equal(hashlib.sha256(given.strip().encode("utf-8")).hexdigest(), expected.hex())
+        return expected is not None and _matches(header, expected)
+
+    def quick_check(self, header: str | None) -> bool | None:
+        """:meth:`check` without reading: None when the file changed or is unusable since it was last read."""
+        current = self._current
+        if current is None:
+            return None
+        try:
+            if self._stamp() != current[0]:
+                return None
+        except OSError:
+            return None  # check() says what is wrong with it
+        return _matches(header, current[1])
+
+
+def _matches(header: str | None, expected: bytes) -> bool:
+    if not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        return False
+    # Digests: equal length whatever was sent, so the comparison reveals nothing of the token's length.
+    return hmac.compare_digest(hashlib.sha256(given.encode("utf-8")).digest(), expected)
 
 
 class Receiver:
@@ -129,11 +156,16 @@ class Receiver:
     async def _authorized(self, request: Request) -> bool:
         if self.token is None:
             return True  # dry run without a token file (config validation allows nothing else)
-        # check() stats (and after a change reads) the token file: not on the event loop.
-        return await run_in_threadpool(self.token.check, request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        # A stat of the token file on the loop (an inode lookup, about a microsecond); reading it after a
+        # change, or finding out what is wrong with it, in a thread. Each request sees a rotation at once.
+        verdict = self.token.quick_check(header)
+        if verdict is None:
+            verdict = await run_in_threadpool(self.token.check, header)
+        return verdict
 
     def _hook_answer(self, code: int, message: str, **extra: Any) -> Response:
-        self.metrics.webhook.labels(str(code)).inc()
+        self.metrics.webhook_answered(code)
         headers = BEARER_CHALLENGE if code == 401 else None
         return JSONResponse({"status": "ok" if code < 300 else "error", "message": message, **extra},
                             status_code=code, headers=headers)
@@ -155,15 +187,19 @@ class Receiver:
                     return self._hook_answer(413, f"body larger than {self.body_limit} bytes")
         except ClientDisconnect:
             return self._hook_answer(400, "client disconnected")
+        data = bytes(body)
         try:
-            notification = parse_notification(bytes(body))
+            notification = parse_notification(data)
         except PayloadError as exc:
             log.warning("webhook payload refused reason=%s", exc.reason)
             return self._hook_answer(400, exc.reason)
-        if not self.worker.submit(notification, self._clock()):
+        if not self.worker.submit(notification, self._clock(), data):
             log.error("action queue full, notification refused for Alertmanager to retry")
             return self._hook_answer(503, "action queue full, retry later")
-        return self._hook_answer(200, "queued", alerts=len(notification.alerts))
+        self.metrics.webhook_answered(200)
+        # What JSONResponse would render for {"status": "ok", "message": "queued", "alerts": N}, without it.
+        return Response(b'{"status":"ok","message":"queued","alerts":%d}' % len(notification.alerts),
+                        media_type="application/json")
 
     @staticmethod
     def _api_error(code: int, message: str) -> Response:

@@ -4,6 +4,11 @@ One dispatcher thread decides alert by alert (so decisions are serial and the jo
 story); accepted actions run on a pool of ``max_concurrent`` threads, at most one per stream (the policy
 holds the stream's slot until the outcome is recorded). Nothing here blocks the event loop: the receiver
 only puts the parsed notification on a bounded queue.
+
+The dispatcher takes what is queued in batches (up to ``BATCH_MAX``) and journals each batch in one
+transaction; an accepted action is handed to the pool only after its batch is committed, so an action
+that runs is always in the journal (dedup across restarts). Under a burst this is what keeps it ahead of
+the receiver: it shares the GIL with the event loop, so its Python per notification is the loop's too.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from exporter.actions.journal import ActionRecord, DecisionRecord, Journal, NotificationRecord
+from exporter.actions.journal import ActionRecord, DecisionRecord, Journal, JournalBatch, NotificationRecord
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.payload import Alert, Notification
 from exporter.actions.policy import DRY_RUN, FAILED, INTERRUPTED, OK, Decision, Policy, clean
@@ -31,14 +37,37 @@ from exporter.sources.processes import ProcessesResult
 log = logging.getLogger(__name__)
 
 BODY_EXCERPT = 16 * 1024
-"""Characters of each notification kept in the journal (as ASCII JSON)."""
+"""Characters of each notification's body kept in the journal (as ASCII JSON)."""
 RETENTION_EVERY = 3600.0
+BATCH_MAX = 64
+"""Notifications decided and journalled in one transaction, at most."""
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
     notification: Notification
     received_at: float
+    body: bytes
+    """The body as received (valid UTF-8 JSON: it parsed), for the journal's excerpt."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """An action decided and journalled, to hand to the pool once its batch is committed."""
+
+    action_id: int
+    target: Target
+    runner: Runner
+    decided_at: float
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch being decided: its journal rows, the actions to start once they are committed, a tally."""
+
+    journal: JournalBatch
+    accepted: list[_Accepted] = field(default_factory=list)
+    results: Counter[str] = field(default_factory=Counter)
 
 
 class ActionWorker:
@@ -102,11 +131,12 @@ class ActionWorker:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, notification: Notification, received_at: float) -> bool:
-        """Queue a notification; False when the queue is full (the receiver answers 503, Alertmanager retries)."""
+    def submit(self, notification: Notification, received_at: float, body: bytes) -> bool:
+        """Queue a notification (``body`` as received); False when the queue is full (the receiver answers
+        503, Alertmanager retries)."""
         with self._idle:
             try:
-                self._queue.put_nowait(Queued(notification, received_at))
+                self._queue.put_nowait(Queued(notification, received_at, body))
             except queue.Full:
                 return False
             self._pending += 1
@@ -123,9 +153,9 @@ class ActionWorker:
                 self._idle.wait(remaining)
         return True
 
-    def _done(self) -> None:
+    def _done(self, count: int = 1) -> None:
         with self._idle:
-            self._pending -= 1
+            self._pending -= count
             self._idle.notify_all()
 
     # -- dispatcher --------------------------------------------------------------------------------------
@@ -135,12 +165,19 @@ class ActionWorker:
             item = self._queue.get()
             if item is None:
                 break
+            batch = [item]
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    break  # stop() was called: _stop is set, the loop ends after this batch
+                batch.append(item)
             try:
-                self._handle(item)
-            except Exception:  # noqa: BLE001 - one bad notification must not stop the worker
-                log.exception("notification handling failed")
+                self._handle_batch(batch)
             finally:
-                self._done()
+                self._done(len(batch))
             now = self._clock()
             if now - self._last_prune > RETENTION_EVERY:
                 self._prune(now)
@@ -151,76 +188,110 @@ class ActionWorker:
         if removed:
             log.info("journal retention removed=%d", removed)
 
-    def _handle(self, item: Queued) -> None:
+    def _handle_batch(self, items: list[Queued]) -> None:
+        batch: _Batch | None = None
+        try:
+            with self.journal.batch() as rows:
+                batch = _Batch(rows)
+                for item in items:
+                    try:
+                        self._handle(item, batch)
+                    except Exception:  # noqa: BLE001 - one bad notification must not stop the others
+                        log.exception("notification handling failed")
+        except Exception:  # noqa: BLE001 - the write failed: nothing of the batch is recorded, so nothing runs
+            log.exception("journal write failed: the batch's actions are not run notifications=%d", len(items))
+            for a in batch.accepted if batch is not None else ():
+                self.policy.finish(a.target.stream)
+                self.metrics.count(a.target.stream, a.target.action, FAILED)
+            return
+        for a in batch.accepted:
+            self._start(a)
+        if log.isEnabledFor(logging.INFO):
+            log.info("notifications decided notifications=%d alerts=%d results=%s", len(items),
+                     sum(batch.results.values()), ",".join(f"{k}:{v}" for k, v in sorted(batch.results.items())))
+
+    def _handle(self, item: Queued, batch: _Batch) -> None:
         n = item.notification
-        body = json.dumps(n.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":"))
-        nid = self.journal.record_notification(NotificationRecord(
+        nid = batch.journal.notification(NotificationRecord(
             received_at=item.received_at, receiver=clean(n.receiver), external_url=clean(redact(n.externalURL), 256),
-            status=n.status,
-            group_key=clean(n.groupKey, 512), alerts=len(n.alerts), truncated_alerts=n.truncatedAlerts,
-            body=redact(body[:BODY_EXCERPT + 1024])[:BODY_EXCERPT],  # room for a secret across the cut
+            status=n.status, group_key=clean(n.groupKey, 512), alerts=len(n.alerts),
+            truncated_alerts=n.truncatedAlerts, body=_excerpt(item.body),
         ))
         if n.truncatedAlerts:
             log.warning("notification truncated by Alertmanager truncated_alerts=%d", n.truncatedAlerts)
         for alert in n.alerts:
-            self._decide(nid, alert)
+            batch.results[self._decide(nid, alert, batch)] += 1
 
-    def _decide(self, nid: int, alert: Alert) -> None:
+    def _decide(self, nid: int, alert: Alert, batch: _Batch) -> str:
+        """Decide and journal one alert; an accepted real action goes on ``batch.accepted``. Returns the result."""
         snap = self._snapshot()
         decision = self.policy.decide(alert, snap.streams)
         now = self._clock()
-        action_id: int | None = None
-        target: Target | None = None
-        command = ""
-        if decision.accepted:
-            runner = self.runners[decision.action]
-            ref = snap.streams[decision.stream]
-            target = Target(decision.stream, ref.name, self.node, decision.action, _pids(snap, decision.stream))
-            try:
-                command = runner.describe(target)
-            except ValueError as exc:  # e.g. a name that makes no valid unit: refuse, never run something else
-                self.policy.finish(decision.stream)
-                decision = Decision(FAILED, f"refused: {exc}", decision.stream, decision.action,
-                                    decision.stream_label, decision.action_label, decision.node_label)
-            else:
-                action_id = self.journal.record_action(ActionRecord(
-                    decided_at=now, stream=decision.stream, action=decision.action, runner=runner.kind,
-                    command=command, dry_run=self.dry_run, fingerprint=alert.fingerprint,
-                    starts_at=alert.startsAt,
-                ))
-        result = decision.result
-        if decision.accepted and self.dry_run:
-            result = DRY_RUN
-        self.journal.record_decision(DecisionRecord(
+        if not decision.accepted:
+            self._record(batch, nid, alert, decision, decision.result, now)
+            self.metrics.count(decision.stream, decision.action, decision.result)
+            return decision.result
+        try:
+            return self._accept(nid, alert, decision, snap, now, batch)
+        except BaseException:
+            self.policy.finish(decision.stream)  # never handed to the pool: the stream's slot is free again
+            raise
+
+    def _accept(self, nid: int, alert: Alert, decision: Decision, snap: Snapshot, now: float, batch: _Batch) -> str:
+        runner = self.runners[decision.action]
+        target = Target(decision.stream, snap.streams[decision.stream].name, self.node, decision.action,
+                        _pids(snap, decision.stream))
+        try:
+            command = runner.describe(target)
+        except ValueError as exc:  # e.g. a name that makes no valid unit: refuse, never run something else
+            self.policy.finish(decision.stream)
+            refused = Decision(FAILED, f"refused: {exc}", decision.stream, decision.action, decision.stream_label,
+                               decision.action_label, decision.node_label)
+            self._record(batch, nid, alert, refused, FAILED, now)
+            self.metrics.count(decision.stream, decision.action, FAILED)
+            return FAILED
+        action_id = batch.journal.action(ActionRecord(
+            decided_at=now, stream=decision.stream, action=decision.action, runner=runner.kind, command=command,
+            dry_run=self.dry_run, fingerprint=alert.fingerprint, starts_at=alert.startsAt,
+        ))
+        if not self.dry_run:
+            self._record(batch, nid, alert, decision, decision.result, now, action_id)
+            batch.accepted.append(_Accepted(action_id, target, runner, now))  # runs once the batch is committed
+            return decision.result
+        self._record(batch, nid, alert, decision, DRY_RUN, now, action_id)
+        batch.journal.finish_action(action_id, at=now, result=DRY_RUN, detail="dry run: nothing executed",
+                                    exit_code=None, output="")
+        self.metrics.count(decision.stream, decision.action, DRY_RUN)
+        self.policy.finish(decision.stream)
+        log.warning("dry run: would run action=%s stream=%s command=%s", decision.action, decision.stream, command)
+        return DRY_RUN
+
+    @staticmethod
+    def _record(batch: _Batch, nid: int, alert: Alert, decision: Decision, result: str, now: float,
+                action_id: int | None = None) -> None:
+        batch.journal.decision(DecisionRecord(
             notification_id=nid, at=now, fingerprint=alert.fingerprint, starts_at=clean(alert.startsAt),
             alert_status=alert.status, alertname=clean(alert.labels.get("alertname", "")),
             stream=decision.stream_label, action=decision.action_label, node=decision.node_label,
             result=result, reason=decision.reason, action_id=action_id,
         ))
-        log.info("alert decided result=%s stream=%s action=%s reason=%s", result, decision.stream_label,
-                 decision.action_label, decision.reason)
-        if not decision.accepted:
-            self.metrics.actions.labels(decision.stream, decision.action, result).inc()
-            return
-        assert target is not None and action_id is not None  # set together above
-        if self.dry_run:
-            self.journal.finish_action(action_id, at=now, result=DRY_RUN, detail="dry run: nothing executed",
-                                       exit_code=None, output="")
-            self.metrics.actions.labels(decision.stream, decision.action, DRY_RUN).inc()
-            self.policy.finish(decision.stream)
-            log.warning("dry run: would run action=%s stream=%s command=%s", decision.action, decision.stream,
-                        command)
-            return
+        # Every decision is in the journal and counted; the log has one line per batch, and this at debug.
+        log.debug("alert decided result=%s stream=%s action=%s reason=%s", result, decision.stream_label,
+                  decision.action_label, decision.reason)
+
+    def _start(self, a: _Accepted) -> None:
+        """Hand a journalled (committed) action to the pool."""
         with self._idle:
             self._pending += 1
         try:
             if self._pool is None:
                 raise RuntimeError("worker not started")
-            self._pool.submit(self._act, action_id, target, self.runners[decision.action])
+            self._pool.submit(self._act, a.action_id, a.target, a.runner)
         except RuntimeError:  # stopping: the pool takes no more work
-            self.journal.finish_action(action_id, at=now, result=INTERRUPTED, detail="the exporter is stopping",
-                                       exit_code=None, output="")
-            self.policy.finish(decision.stream)
+            self.journal.finish_action(a.action_id, at=a.decided_at, result=INTERRUPTED,
+                                       detail="the exporter is stopping", exit_code=None, output="")
+            self.metrics.count(a.target.stream, a.target.action, INTERRUPTED)
+            self.policy.finish(a.target.stream)
             self._done()
 
     # -- one action ----------------------------------------------------------------------------------------
@@ -260,6 +331,16 @@ class ActionWorker:
         log_fn = log.info if outcome.result == OK else log.error
         log_fn("action finished id=%d action=%s stream=%s result=%s seconds=%.1f detail=%s", action_id,
                target.action, target.stream, outcome.result, elapsed, outcome.detail)
+
+
+def _excerpt(body: bytes) -> str:
+    """The start of a body for the journal: ASCII JSON, at most BODY_EXCERPT characters, passwords redacted."""
+    head = body[:BODY_EXCERPT + 1024]  # room for a secret across the cut
+    if head.isascii():  # as Alertmanager sends it: the bytes are the text
+        text = head.decode("ascii")
+    else:  # escape what is not ASCII (a cut through a character must not garble it)
+        text = json.dumps(json.loads(body), ensure_ascii=True, separators=(",", ":"))[:BODY_EXCERPT + 1024]
+    return redact(text)[:BODY_EXCERPT]
 
 
 def _pids(snap: Snapshot, stream: str) -> tuple[int, ...]:
