@@ -133,3 +133,36 @@ def test_source_reads_playlists_and_counts(tmp_path: Path) -> None:
     p = r.streams["5"]
     assert not p.present and p.updated_at is None
     assert (p.discontinuities_total, p.media_sequence_jumps_total) == (1, 1)
+
+
+def test_an_unchanged_playlist_is_not_read_again_but_counts_as_looked_at(tmp_path: Path) -> None:
+    pl = tmp_path / "stream_5.m3u8"
+    pl.write_text(live(0, 3))
+    (tmp_path / "s2.ts").write_bytes(b"\0" * 1000)
+    source = HlsSource()
+    first = source.sample(ctx(100.0, {"5": str(pl)})).streams["5"]
+    (tmp_path / "s2.ts").write_bytes(b"\0" * 2000)  # read again, the bitrate would change
+    again = source.sample(ctx(110.0, {"5": str(pl)})).streams["5"]
+    assert again is first and again.bitrate_bits_per_second == 1000 * 8 / 2
+
+    # 4 segments ahead 2 s after the last look (at 110, not the last read at 100): more than 2 s explain
+    pl.write_text(live(6, 3))
+    later = source.sample(ctx(112.0, {"5": str(pl)})).streams["5"]
+    assert later.media_sequence == 6 and later.media_sequence_jumps_total == 1
+
+    other = tmp_path / "other.m3u8"  # the stream's playlist moved: read, whatever the old file's state
+    other.write_text(live(6, 3))
+    os.utime(other, ns=(pl.stat().st_mtime_ns, pl.stat().st_mtime_ns))
+    moved = source.sample(ctx(114.0, {"5": str(other)})).streams["5"]
+    assert moved.path == str(other) and moved is not later
+
+
+def test_a_playlist_that_grew_after_fstat_is_read_whole_up_to_the_limit() -> None:
+    import io
+
+    from exporter.sources.hls import MAX_PLAYLIST, _read_text
+
+    text = live(0, 3)
+    assert _read_text(io.BytesIO(text.encode()), 10) == text  # fstat saw 10 bytes, the writer wrote more
+    assert _read_text(io.BytesIO(text.encode()), len(text)) == text
+    assert len(_read_text(io.BytesIO(b"#" * (MAX_PLAYLIST + 5)), 3)) == MAX_PLAYLIST

@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from exporter.sources import SampleContext
@@ -63,8 +64,13 @@ def parse_playlist(text: str) -> Playlist:
     for line in lines:
         if not line:
             continue
-        if line.startswith("#"):
-            if line.startswith("#EXT-X-TARGETDURATION"):
+        if line[0] == "#":
+            if line.startswith("#EXTINF"):  # the most common tag first: one per segment
+                try:
+                    duration = float(_tag_value(line).split(",", 1)[0])
+                except ValueError:
+                    duration = None
+            elif line.startswith("#EXT-X-TARGETDURATION"):
                 try:
                     target = float(_tag_value(line))
                 except ValueError:
@@ -74,11 +80,6 @@ def parse_playlist(text: str) -> Playlist:
                     sequence = int(_tag_value(line))
                 except ValueError:
                     sequence = 0
-            elif line.startswith("#EXTINF"):
-                try:
-                    duration = float(_tag_value(line).split(",", 1)[0])
-                except ValueError:
-                    duration = None
             elif line.startswith("#EXT-X-DISCONTINUITY") and not line.startswith("#EXT-X-DISCONTINUITY-SEQUENCE"):
                 discontinuity = True
             elif line.startswith("#EXT-X-ENDLIST"):
@@ -160,10 +161,38 @@ class _State:
     discontinuities: int = 0
     jumps: int = 0
     error: str | None = None
+    file: tuple[int, int, int] | None = None
+    """(inode, size, mtime in ns) of the playlist last read: the same again means the same text."""
+    last: StreamPlaylist | None = None
+    """What that read found."""
+
+
+def _read_text(fh: BinaryIO, size: int) -> str:
+    """Up to MAX_PLAYLIST bytes: as much as fstat promised plus one (asking for the whole MiB at once costs
+    an allocation of that size), then the rest if the file grew meanwhile."""
+    first = min(size + 1, MAX_PLAYLIST)
+    data = fh.read(first)
+    if len(data) == first < MAX_PLAYLIST:
+        data += fh.read(MAX_PLAYLIST - first)
+    return data.decode("utf-8", errors="replace")
+
+
+def _file_key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _absent(state: _State, stream: str, path: str) -> StreamPlaylist:
+    """No playlist this round: only the counters mean anything."""
+    return StreamPlaylist(stream, path, False, None, None, 0, None, False, None, state.discontinuities, state.jumps)
 
 
 class HlsSource:
-    """Reads each inventory stream's playlist (``StreamRef.playlist``); a missing one is not a failure."""
+    """Reads each inventory stream's playlist (``StreamRef.playlist``); a missing one is not a failure.
+
+    A playlist whose inode, size and mtime are those of the last read is not read again (ffmpeg rewrites
+    a live playlist once a segment, every 2-10 s; rounds come every 5 s): the last answer stands, as
+    parsing the same text again would give it.
+    """
 
     name = "hls"
 
@@ -172,22 +201,30 @@ class HlsSource:
 
     def _look(self, stream: str, path: str, now: float) -> StreamPlaylist:
         state = self._state.setdefault(stream, _State())
-        empty = StreamPlaylist(stream, path, False, None, None, 0, None, False, None,
-                               state.discontinuities, state.jumps)
         try:
+            if state.last is not None and state.last.path == path and state.file == _file_key(os.stat(path)):
+                if state.seen is not None and state.last.segments:
+                    state.seen.at = now  # as a new look at the same segments would record
+                return state.last
             with open(path, "rb") as fh:
-                mtime = os.fstat(fh.fileno()).st_mtime
-                text = fh.read(MAX_PLAYLIST).decode("utf-8", errors="replace")
+                st = os.fstat(fh.fileno())
+                text = _read_text(fh, st.st_size)
         except OSError as exc:
+            state.file = state.last = None
             if state.error != exc.strerror:  # log a change of state, not every round
                 level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
                 log.log(level, "playlist unreadable stream=%s path=%s error=%s", stream, path, exc.strerror)
                 state.error = exc.strerror
-            return empty
+            return _absent(state, stream, path)
         state.error = None
+        state.file = _file_key(st)
+        state.last = self._parsed(state, stream, path, text, st.st_mtime, now)
+        return state.last
+
+    def _parsed(self, state: _State, stream: str, path: str, text: str, mtime: float, now: float) -> StreamPlaylist:
         playlist = parse_playlist(text)
-        if not playlist.valid:
-            return empty  # caught mid-write by a writer that does not rename, or not a playlist at all
+        if not playlist.valid:  # caught mid-write by a writer that does not rename, or not a playlist at all
+            return _absent(state, stream, path)
         discontinuities, jumps = count_changes(state.seen, playlist, now)
         state.discontinuities += discontinuities
         state.jumps += jumps
