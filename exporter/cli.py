@@ -82,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     host, port = args.listen or parse_listen_address(DEFAULT_LISTEN)
     # ffmpeg's -progress push is one POST that lasts as long as ffmpeg: without a limit, shutdown would wait
     # for every pushing ffmpeg to exit. After the limit the remaining requests are cancelled.
+    # loop and http are left "auto": uvloop and httptools (dependencies) when importable, else asyncio and h11.
     uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
                         timeout_graceful_shutdown=3)
     uv.load()
