@@ -128,6 +128,26 @@ def test_parse_dump_reads_peer_bytes_and_rtt() -> None:
     assert filtered == []
 
 
+def test_parse_dump_reads_a_uniform_datagram_at_once() -> None:
+    """One port's dump: every message has the same layout (the whole run is unpacked in one go), then DONE."""
+    shutdown = _attr(8, b"\0")
+    msgs = b"".join(
+        _diag_msg(i, 1 if i % 3 else 8, socket.AF_INET, 8080, socket.inet_aton(f"203.0.113.{i}"), 40000 + i,
+                  shutdown + _attr(INET_DIAG_INFO, _tcp_info(100 * i, 1000 * i, 10 * i)))
+        for i in range(1, 41)
+    ) + struct.pack("=IHHII", 20, NLMSG_DONE, 2, 1, 0) + b"\0" * 4
+    buffer = bytearray(len(msgs) + 500)  # as recv_into leaves it: old bytes after the datagram
+    buffer[: len(msgs)] = msgs
+    buffer[len(msgs):] = b"\xff" * 500
+    out: list = []
+    assert parse_dump(buffer, len(msgs), out) is True
+    assert out == [
+        (struct.pack("=Q", i), 1 if i % 3 else 8, socket.AF_INET, struct.pack("!H", 8080),
+         socket.inet_aton(f"203.0.113.{i}").ljust(16, b"\0"), struct.pack("!H", 40000 + i), 100 * i, 1000 * i, 10 * i)
+        for i in range(1, 41)
+    ]
+
+
 def test_parse_dump_without_tcp_info_and_kernel_errors() -> None:
     msg = _diag_msg(9, 1, socket.AF_INET, 80, socket.inet_aton("192.0.2.1"), 1, _attr(8, b"\0"))
     out: list = []
