@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.actions.errors import ActionsError
-from exporter.actions.journal import ActionRecord, DecisionRecord, Journal, NotificationRecord
+from exporter.actions.journal import _MAX_VARIABLES, ActionRecord, DecisionRecord, Journal, NotificationRecord
 
 
 def _action(at: float, stream: str = "7", fp: str = "f") -> ActionRecord:
@@ -106,9 +106,10 @@ def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_batch_larger_than_one_statement(tmp_path: Path) -> None:
     j = Journal.open(tmp_path / "j.sqlite")
+    count = _MAX_VARIABLES // 9 + 10  # more notifications (9 columns) than one INSERT takes
     with j.batch() as b:
-        ids = [b.notification(_notification(float(i))) for i in range(300)]
+        ids = [b.notification(_notification(float(i))) for i in range(count)]
         for nid in ids:
             b.decision(_decision(nid, f"f{nid}"))
-    assert len(j.list_notifications(1000)) == 300 and len(j.list_decisions(limit=1000)) == 300
-    assert {d["fingerprint"] for d in j.list_decisions(limit=1000)} == {f"f{i}" for i in ids}
+    assert len(j.list_notifications(count + 1)) == count
+    assert {d["fingerprint"] for d in j.list_decisions(limit=count + 1)} == {f"f{i}" for i in ids}

@@ -8,6 +8,7 @@ tested against the real exporter process in test_actions_e2e.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -423,3 +424,36 @@ def test_a_restart_remembers_dedup_and_cooldown(tmp_path: Path) -> None:
         story = client.get("/api/actions", headers=_auth(token)).json()
     assert [d["result"] for d in story["decisions"]] == ["skipped_cooldown", "skipped_duplicate", "accepted"]
     assert len(records(tmp_path / "record.jsonl")) == 1
+
+
+def test_hook_in_bare_asgi(env: tuple[TestClient, ActionsComponent, str, Path]) -> None:
+    """What a test client does not send: a body in several messages, a sender that goes away mid-body."""
+    _, component, token, _ = env
+    body = json.dumps(notification(alert("7", status="resolved"))).encode()
+
+    def call(*messages: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[int, dict[str, Any]]:
+        scope = {"type": "http", "method": "POST", "path": "/hooks/alertmanager",
+                 "headers": [*headers, (b"authorization", f"Bearer {token}".encode()), (b"host", b"x")]}
+        pending = list(messages)
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return pending.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(component.receiver.hook(scope, receive, send))
+        start, answer = sent
+        assert (b"content-type", b"application/json") in start["headers"]
+        assert (b"content-length", str(len(answer["body"])).encode()) in start["headers"]
+        return start["status"], json.loads(answer["body"])
+
+    chunks = [{"type": "http.request", "body": body[i:i + 100], "more_body": i + 100 < len(body)}
+              for i in range(0, len(body), 100)]
+    assert call(*chunks) == (200, {"status": "ok", "message": "queued", "alerts": 1})
+    assert call(chunks[0], {"type": "http.disconnect"}) == (400, {"status": "error",
+                                                                  "message": "client disconnected"})
+    status, answer = call(*chunks, headers=((b"authorization", b"Bearer wrong"),))  # the first one counts
+    assert status == 401 and answer["message"] == "missing or wrong bearer token"
+    assert component.worker.wait_idle(10)

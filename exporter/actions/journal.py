@@ -157,8 +157,8 @@ _BATCH_COLUMNS = {
     "actions": ("id", *ActionRecord.__slots__, *_OUTCOME),
     "decisions": DecisionRecord.__slots__,
 }
-_MAX_VARIABLES = 999
-"""Parameters in one statement, at most (SQLite's limit before 3.32; later builds allow more)."""
+_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+"""Parameters in one statement, at most (SQLite's SQLITE_MAX_VARIABLE_NUMBER default)."""
 
 
 class JournalBatch:
