@@ -5,10 +5,11 @@ story); accepted actions run on a pool of ``max_concurrent`` threads, at most on
 holds the stream's slot until the outcome is recorded). Nothing here blocks the event loop: the receiver
 only puts the parsed notification on a bounded queue.
 
-The dispatcher takes what is queued in batches (up to ``BATCH_MAX``) and journals each batch in one
-transaction; an accepted action is handed to the pool only after its batch is committed, so an action
-that runs is always in the journal (dedup across restarts). Under a burst this is what keeps it ahead of
-the receiver: it shares the GIL with the event loop, so its Python per notification is the loop's too.
+The dispatcher takes what is queued in batches (what arrives within ``BATCH_WAIT`` of the first, up to
+``BATCH_MAX``) and journals each batch in one transaction; an accepted action is handed to the pool only
+after its batch is committed, so an action that runs is always in the journal (dedup across restarts).
+Under a burst this is what keeps it ahead of the receiver: it shares the GIL with the event loop, so its
+Python per notification, and each time it wakes, costs the loop too.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 BODY_EXCERPT = 16 * 1024
 """Characters of each notification's body kept in the journal (as ASCII JSON)."""
 RETENTION_EVERY = 3600.0
+BATCH_WAIT = 0.010
+"""Once a notification is queued, how long the dispatcher waits for more before it decides: a worker woken
+for every notification of a burst costs a thread switch and a GIL handover each (about a fifth of the
+webhook's CPU, measured); 10 ms is nothing next to Alertmanager's own timing."""
 BATCH_MAX = 512
 """Notifications decided and journalled in one transaction, at most. Large on purpose: while the event loop
 is busy, each time the worker gives up the GIL (an SQLite call, a log line) it may wait up to a switch
@@ -170,6 +175,7 @@ class ActionWorker:
             if item is None:
                 break
             batch = [item]
+            self._stop.wait(BATCH_WAIT)
             while len(batch) < BATCH_MAX:
                 try:
                     item = self._queue.get_nowait()
