@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -92,10 +91,6 @@ class BasicAuth:
                 self._ok.add(key)
             return True
         return False
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
 def load_web_config(path: str | Path) -> WebConfigFile:
