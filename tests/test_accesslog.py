@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,3 +332,119 @@ def test_a_dropped_source_leaves_no_open_file(tmp_path: Path) -> None:
     assert src._follower is not None and src._follower.exists
     del src
     gc.collect()  # an unclosed file would raise ResourceWarning here, an error under filterwarnings=error
+
+
+# -- the per-line fast path against the regex ---------------------------------------------------------------
+
+def _combined(head: str, t: str, request: str, mid: str, ref: str, sep: str, agent: str, tail: str) -> bytes:
+    return f'{head} {t} "{request}"{mid}"{ref}"{sep}"{agent}"{tail}'.encode()
+
+
+_PATHS = ["/live/a/p/5.m3u8", "/live/b/p/7.ts", "/live/a_1/p_2/5.ts", "/streams/stream_5_3.ts",
+          "/streams/stream_5_4.ts", "/streams/stream_55_3.ts", "/streams/stream_7_low_1.ts", "/streams/stream_5.m3u8",
+          "/streams/stream_7.m3u8", "/streams/stream_5_.ts", "/live/c/p/9.ts", "/player_api.php", "/", "",
+          "/x/live/a/p/5.ts", "live/a/p/5.ts"]
+_odd_lines = st.builds(
+    _combined,
+    head=st.sampled_from(["192.0.2.1 - -", "192.0.2.2 - alice", "2001:db8::1 - -", "- - -", "192.0.2.1 - a b",
+                          "192.0.2.1  - -", "192.0.2.1\t- -", "192.0.2.1 -", "x[1] - -"]),
+    t=st.one_of(st.floats(T0 - 120, T0 + 10).map(lambda t: f"[{clf(t)}]"),
+                st.sampled_from(["[2026-11-26T14:02:11+00:00]", "[x]", "[]", "[99/Foo/2026:14:02:11 +0000]"])),
+    request=st.builds(lambda m, p, q, v: m + p + q + v, st.sampled_from(["GET ", "HEAD ", "", "get ", "GET  "]),
+                      st.sampled_from(_PATHS), st.sampled_from(["", "?x=1", "?token=a_12"]),
+                      st.sampled_from([" HTTP/1.1", "", " HTTP/2.0"])),
+    mid=st.one_of(st.builds(" {} {} ".format, st.sampled_from([200, 206, 304, 404, 502, 101]),
+                            st.one_of(st.integers(0, 10**9), st.just("-"))),
+                  st.sampled_from([" 200 +5 ", " 200 1_0 ", " 200  5 ", " 2x0 5 ", " 600 5 ", " 200 5", " 200 -5 ",
+                                   " 099 5 ", "  200 5 ", " 200 ", " 200 5\t", "200 5 "])),
+    ref=st.sampled_from(["-", "http://player.example/", ""]),
+    sep=st.sampled_from([" ", " ", "", "  "]),  # repeats: the usual case drawn more often
+    agent=st.sampled_from(["VLC", "", "Kodi 20", "a\\x22b"]),
+    tail=st.sampled_from(["", "", ' "203.0.113.9"', " 0.012", ' "-" 0.5', '"']),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_valid, _odd_lines, _garbage), max_size=40))
+def test_fast_path_is_the_regex_line_for_line(lines: list[bytes]) -> None:
+    """Whatever the lines (other quoting, odd heads and times, garbage statuses and bytes), ingesting them
+    gives what the COMBINED regex's rows give, skipped lines included."""
+    fast, slow = make(), make()
+    fast.ingest(lines, T0 + 10)
+    rows = parse_combined(b"\n".join(lines))
+    slow.fold(rows, T0 + 10)
+    a, b = fast.result(T0 + 10), slow.result(T0 + 10)
+    assert {k: (v.sent_bytes_total, dict(v.responses_total)) for k, v in a.streams.items()} == {
+        k: (v.sent_bytes_total, dict(v.responses_total)) for k, v in b.streams.items()}
+    assert sorted(a.clients) == sorted(b.clients)
+    assert (a.lines_online, a.sessions) == (b.lines_online, b.sessions)
+    assert a.skipped_lines_total == len(lines) - len(rows)
+
+
+_URL_PIECES = ["/live/", "/hls/", "/hlsr/", "/streams/", "/movie/", "stream_", "a", "a_1", "pw", "5", "7", "12",
+               "5_118", "low", "_", "/", ".ts", ".m3u8", ".m3u", ".ch", ".m4s", "?x=1", "?token=a_12"]
+
+
+@pytest.mark.parametrize("preset", ["panelx", "xtream"])
+@settings(max_examples=200, deadline=None)
+@given(requests=st.lists(st.builds(lambda m, p, v: m + "".join(p) + v,
+                                   st.sampled_from(["GET ", "HEAD ", "", "get ", "GET  "]),
+                                   st.lists(st.sampled_from(_URL_PIECES), max_size=9),
+                                   st.sampled_from([" HTTP/1.1", "", " x"])), max_size=20))
+def test_request_lines_mean_what_their_paths_mean(preset: str, requests: list[str]) -> None:
+    """The preset as one regex over request lines, with its cache of segment shapes, answers as the patterns
+    do one by one on the path COMBINED takes out of the request (in any order of requests)."""
+    src, ref = make({"preset": preset}, inventory=("5", "7")), make({"preset": preset}, inventory=("5", "7"))
+    for request in requests:
+        path = re.match(rb"(?:[A-Z]+ +)?([^ ?]*)", request.encode())  # COMBINED's path group
+        assert path is not None
+        stream, line_name, _ = src._request_hit(request.encode())
+        assert (stream or None, line_name) == ref.resolve(path.group(1)), request
+
+
+def test_new_segments_take_the_known_shape() -> None:
+    src = make(inventory=("5", "55", "7"))
+    r = run(src, [line("192.0.2.1", p, nbytes=n) for p, n in [
+        ("/streams/stream_5_1.ts", 1), ("/streams/stream_5_2.ts", 2), ("/streams/stream_55_1.ts", 4),
+        ("/streams/stream_5.m3u8", 8), ("/streams/stream_7.m3u8", 16), ("/streams/stream_99_1.ts", 32),
+        ("/streams/stream_5_3.ts", 64), ("/streams/stream_99_2.ts", 128), ("/streams/stream_5_.ts", 256)]])
+    assert {k: v.sent_bytes_total for k, v in r.streams.items()} == {"5": 1 + 2 + 8 + 64, "55": 4, "7": 16}
+
+
+def test_trailing_fields_keep_each_lines_client() -> None:
+    """nginx's ``main`` format adds ``"$http_x_forwarded_for"``; others add an unquoted ``$request_time``."""
+    xff = [line(f"192.0.2.{i}", "/streams/stream_5_1.ts") + b' "203.0.113.9"' for i in range(3)]
+    timed = [line(f"192.0.2.{i}", "/streams/stream_7_1.ts") + b" 0.012" for i in range(3)]
+    r = run(make(), xff + timed)
+    assert dict(r.viewers) == {"5": 3, "7": 3}
+    assert {c.ip for c in r.clients} == {"192.0.2.0", "192.0.2.1", "192.0.2.2"}
+    assert r.skipped_lines_total == 0
+
+
+def test_the_collector_is_left_as_it_was() -> None:
+    import gc
+
+    src = make()
+    assert gc.isenabled()
+    src.ingest([line("192.0.2.1", "/live/a/p/5.ts")], T0)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        src.ingest([line("192.0.2.1", "/live/a/p/5.ts")], T0)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_lines_within_both_bounds_need_no_geo_lookup() -> None:
+    looked_up: list[str] = []
+
+    def lookup(ip: str) -> GeoInfo:
+        looked_up.append(ip)
+        return NOWHERE
+
+    src = make(lookup=lookup, sharing={"max_ips": 2, "max_countries": 1})
+    r = run(src, [line("192.0.2.1", "/live/solo/p/5.m3u8"), line("192.0.2.2", "/live/pair/p/5.m3u8"),
+                  line("192.0.2.3", "/live/pair/p/5.m3u8")])
+    assert sorted(looked_up) == ["192.0.2.2", "192.0.2.3"]  # "solo" cannot be suspected: no lookup
+    assert r.lines_online == 2 and r.sharing == ()

@@ -3,8 +3,10 @@
 The log is followed like ``tail -F`` (:class:`~exporter.sources.tail.FileFollower`, rotation-safe),
 starting at its end unless ``from_start``. Each line becomes ``(ip, time, path, status, bytes, agent)``:
 
-- ``combined`` (nginx's default): one compiled bytes regex run over the whole batch with ``findall``,
-  so the per-line work in Python is a handful of dict operations (the ingest rate is in docs/viewers.md);
+- ``combined`` (nginx's default): each line is split on its quotes and its parts are checked against
+  :data:`COMBINED`, with what repeats from line to line (a client's head, the second, the URL) answered
+  from dicts, so a line costs a few dict operations and no regex (:meth:`AccessLogSource.fold_lines`; the
+  ingest rate is in docs/viewers.md);
 - ``json``: nginx ``log_format ... escape=json`` with the usual variable names as keys;
 - ``regex``: your own regex with named groups ``ip``, ``path``, ``status``, ``bytes`` (``agent``, ``time``
   optional).
@@ -27,23 +29,25 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import contextlib
 import functools
+import gc
 import itertools
 import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from exporter.config import Config
 from exporter.config.viewers import AccessLog
 from exporter.geo import UNKNOWN, GeoInfo
 from exporter.sources import SampleContext
+from exporter.sources.accesslog_fast import INVALID, STAMP_SIZE, STATUS_CLASS, RequestMatcher, head_ip, stamp_time
 from exporter.sources.tail import FileFollower
 
 log = logging.getLogger(__name__)
@@ -285,17 +289,46 @@ class AccessLogResult:
 # -- the source ----------------------------------------------------------------------------------------
 
 Lookup = Callable[[str], GeoInfo]
+Client = tuple[str, bytes, bytes]
+"""(stream, ip, agent): one viewer of one stream."""
 Hit = tuple[str, "str | None", "list[int]"]
 """(stream, line, the stream's traffic counters): what a request line means, cached per request line."""
 _NOT_A_STREAM = (None, None)
 _NO_HIT: Hit = ("", None, [])
 """Not a stream (or not one in the inventory): an empty stream id, which no inventory stream has."""
+_REQUEST_PATH = re.compile(rb"(?:[A-Z]+ +)?([^ ?]*)")
+"""The path of a request line, as :data:`COMBINED` takes it."""
+_SPACE = b" "
+"""One byte: CPython hands out one object for it, so ``is`` settles the usual case before ``!=``."""
 URL_CACHE_SIZE = 300_000
 """Distinct request lines remembered; past it the older half is forgotten (segment URLs age quickly)."""
+CLIENT_CACHE_SIZE = 100_000
+"""Distinct heads (``ip ident user ``) remembered, as many clients."""
+STAMP_CACHE_SIZE = 10_000
+"""Distinct log times remembered (one per second: a backlog of hours; times do not come back)."""
 
 
-def _trim(cache: dict[bytes, Hit]) -> None:
-    if len(cache) > URL_CACHE_SIZE:
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is folded.
+
+    The loop makes a tuple or two per line, and every 700 of them the collector runs; with the caches
+    it walks (hundreds of thousands of URLs) that is a tenth of the ingest's time (bench: ``accesslog``),
+    and the loop makes no cycles for it to find. Reference counting still frees everything at once;
+    cycles other threads make meanwhile wait until the batch is done.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _trim(cache: dict[Any, Any], size: int = URL_CACHE_SIZE) -> None:
+    if len(cache) > size:
         for key in list(itertools.islice(cache, len(cache) // 2)):
             del cache[key]
 
@@ -332,7 +365,20 @@ class AccessLogSource:
         """Durations of sessions ended since the last round; bucketed in C once per round."""
         self._traffic: dict[str, list[int]] = {}
         """stream -> [body bytes, 1xx, 2xx, 3xx, 4xx, 5xx]"""
-        self._sessions: dict[tuple[str, bytes, bytes], list[float]] = {}
+        self._requests: dict[bytes, Hit] = {}
+        """Combined request lines (``GET /path HTTP/1.1``) -> answer, for :meth:`fold_lines`."""
+        self._matcher = RequestMatcher([p for _, p in PRESETS[cfg.preset]]) if cfg.preset and not cfg.urls else None
+        """The preset's patterns as one regex over request lines (custom ``urls`` come first, searched
+        anywhere in the path: with them, each new request goes through :meth:`lookup_url`)."""
+        self._hits: dict[tuple[bytes, bytes], Hit] = {}
+        """The matcher's (line, stream) -> answer."""
+        self._request_shapes: dict[tuple[bytes, bytes], Hit] = {}
+        """(request up to its last '_', what follows the number after it) -> answer, for new segments."""
+        self._heads: dict[bytes, bytes] = {}
+        """A head up to its time (``ip ident user ``) -> ip."""
+        self._stamps: dict[bytes, float | None] = {}
+        """A head's ``[time] `` -> Unix time (None: not a time nginx writes)."""
+        self._sessions: dict[Client, list[float]] = {}
         """(stream, ip, agent) -> [first seen, last seen]"""
         self._client_line: dict[tuple[bytes, bytes], str] = {}
         self._buckets = [0] * (len(SESSION_BUCKETS) + 1)
@@ -366,6 +412,9 @@ class AccessLogSource:
         if inventory != self._inventory:
             self._inventory = inventory
             self._urls.clear()  # cached "not a stream" answers may be streams now, and the reverse
+            self._requests.clear()
+            self._hits.clear()
+            self._request_shapes.clear()
             self._shapes.clear()
 
     # -- parsing ------------------------------------------------------------------------------------
@@ -454,15 +503,8 @@ class AccessLogSource:
             return
         self.lines_total += len(lines)
         if self._cfg.format == "combined":
-            counts = list(map(bytes.count, lines, repeat(b'"')))
-            if counts.count(6) == len(lines):
-                skipped = self.fold_combined(lines, now)
-            else:  # lines with other quoting (extra fields, Apache's \" escapes): the regex, line by line
-                skipped = self.fold_combined([ln for ln, c in zip(lines, counts, strict=True) if c == 6], now)
-                odd = [ln for ln, c in zip(lines, counts, strict=True) if c != 6]
-                rows = parse_combined(b"\n".join(odd))
-                skipped += len(odd) - len(rows)
-                self.fold(rows, now)
+            with _collector_paused():
+                skipped = self.fold_lines(lines, now)
         else:
             rows = self.parse(lines)
             skipped = len(lines) - len(rows)
@@ -472,68 +514,133 @@ class AccessLogSource:
             if log.isEnabledFor(logging.DEBUG):
                 self._log_skipped(lines)
 
-    def fold_combined(self, lines: list[bytes], now: float) -> int:
-        """The hot path: combined lines with exactly six quotes each; returns how many did not parse.
+    def _request_hit(self, request: bytes) -> Hit:
+        """What a request line (``GET /path HTTP/1.1``) means: one regex for a preset, else :meth:`lookup_url`."""
+        matcher = self._matcher
+        if matcher is None:
+            m = _REQUEST_PATH.match(request)
+            return self.lookup_url(m.group(1) if m else b"")
+        # A new segment of a known stream (``stream_5_119.ts`` after ``stream_5_118.ts``) has the shape of the
+        # last one: the request with the number after its last '_' taken out.
+        stem, underscore, tail = request.rpartition(b"_")
+        rest = tail.lstrip(_DIGITS)
+        shape = (stem, rest) if underscore and len(rest) < len(tail) else None
+        if shape is not None:
+            hit = self._request_shapes.get(shape)
+            if hit is not None:
+                return hit
+        m = matcher.regex.match(request)
+        if m is None:
+            return _NO_HIT
+        line_group, stream_group = matcher.groups[m.lastgroup]
+        line, stream = m.group(line_group, stream_group)
+        hit = self._hits.get((line, stream))
+        if hit is None:
+            hit = self._hits[(line, stream)] = self._hit(line, stream)
+        # Same answer for every number there if the line and stream came before it (the presets take any
+        # number in that place; a miss is not remembered by shape, the number might be why).
+        if shape is not None and m.end(stream_group) <= len(stem) and m.end(line_group) <= len(stem):
+            _trim(self._request_shapes)
+            self._request_shapes[shape] = hit
+        return hit
 
-        One ``split(b'"')`` over the whole batch (C speed, whatever the user agents' length) gives every
-        line's head (``ip - user [time] ``), request, `` status bytes `` and agent at fixed strides, so the
-        Python loop only does dict work. Keep it in step with :meth:`fold`, which does the same for rows.
+    def _hit(self, line_raw: bytes, stream_raw: bytes) -> Hit:
+        stream = stream_raw.decode("latin-1")
+        if stream not in self._inventory:
+            return _NO_HIT
+        if stream not in self._traffic:
+            self._traffic[stream] = [0, 0, 0, 0, 0, 0]
+        return (stream, line_raw.decode("latin-1") or None, self._traffic[stream])
+
+    def fold_lines(self, lines: list[bytes], now: float) -> int:
+        """The hot path: count combined lines in one pass; returns how many did not parse.
+
+        Each line is split on its first six quotes (head, request, `` status bytes ``, referer, `` ``, agent),
+        and each part is checked against what :data:`COMBINED` accepts; a line whose head does not pass goes
+        to that regex, which has the last word. What repeats from line to line (a client's head, the second,
+        the status, the URL) is answered from a dict: a line costs a few dict lookups and no regex.
+        Keep it in step with :meth:`fold`, which does the same for parsed rows.
         """
-        if not lines:
-            return 0
-        parts = (b"\n" + b"\n".join(lines)).split(b'"')
-        urls, resolve = self._urls, self.lookup_url
+        requests, resolve = self._requests, self._request_hit
+        heads, stamps, classes = self._heads, self._stamps, STATUS_CLASS
         sessions, client_line = self._sessions, self._client_line
-        window = self._window
-        ended = self._ended.append
+        seen, window, ended = sessions.get, self._window, self._ended.append
+        _trim(requests)
+        _trim(self._hits)
+        _trim(heads, CLIENT_CACHE_SIZE)
+        _trim(stamps, STAMP_CACHE_SIZE)
+        cut = -STAMP_SIZE
         bad = 0
-        last_raw = None
+        stamp = b"\n"  # no head ends with it
         ts = now
-        _trim(urls)
-        # heads has one more item (the text after the last quote): strict=False drops it
-        for head, request, mid, agent in zip(parts[0::6], parts[1::6], parts[2::6], parts[5::6], strict=False):
-            hit = urls.get(request)
-            if hit is None:
-                hit = urls[request] = resolve(request)
-            stream, line, acc = hit
-            if not stream:
-                continue
+        for line in lines:
             try:
-                code = mid[1] - 48
-                nb = int(mid[4:])
-            except (IndexError, ValueError):
-                if mid[4:].strip() != b"-" or len(mid) < 5:
-                    bad += 1
-                    continue
-                code, nb = mid[1] - 48, 0
-            if not 0 < code < 6:
+                head, request, mid, _, space, agent, _ = line.split(b'"', 6)
+            except ValueError:  # fewer than six quotes: not a combined line
                 bad += 1
                 continue
-            traw = head[-28:-2]
-            if traw != last_raw:
-                last_raw = traw
-                parsed = parse_time(traw)
-                ts = now if parsed is None or parsed > now else parsed
-            acc[0] += nb
+            ip = heads.get(head[:cut])
+            if ip is None or not head.endswith(stamp):  # a new client or a new second: look closer
+                if ip is None:
+                    ip = head_ip(head[:cut])
+                    if ip:
+                        heads[head[:cut]] = ip
+                if ip and not head.endswith(stamp):
+                    if head[cut:] in stamps:
+                        parsed = stamps[head[cut:]]
+                    else:
+                        raw = stamp_time(head[cut:])
+                        if raw is None:
+                            ip = INVALID
+                        else:
+                            parsed = stamps[head[cut:]] = parse_time(raw)
+                    if ip:
+                        stamp = head[cut:]
+                        ts = now if parsed is None or parsed > now else parsed
+                if not ip:  # a head this loop does not read: the regex decides
+                    rows = parse_combined(line)
+                    bad += 1 - len(rows)
+                    self.fold(rows, now)
+                    continue
+            # The head is ``ip ident user [time] `` and the line has six quotes or more: COMBINED takes these
+            # parts as they are, and rejects the line unless the status and bytes are as follows.
+            code = classes.get(mid[:5])
+            if code is None or mid[-1] != 32 or (space is not _SPACE and space != _SPACE):
+                bad += 1
+                continue
+            digits = mid[5:-1]
+            if digits.isdigit():
+                nbytes = int(digits)
+            elif digits == b"-":
+                nbytes = 0
+            else:
+                bad += 1
+                continue
+            hit = requests.get(request)
+            if hit is None:
+                hit = requests[request] = resolve(request)
+            stream, name, acc = hit
+            if not stream:
+                continue
+            acc[0] += nbytes
             acc[code] += 1
             if code > 3:
                 continue  # refused (wrong password, expired segment) or failed: not watching
-            ip = head[1:head.find(b" ")]
             key = (stream, ip, agent)
-            s = sessions.get(key)
+            s = seen(key)
             if s is None:
                 sessions[key] = [ts, ts]
-            elif ts - s[1] > window:
-                ended(s[1] - s[0])
-                s[0] = s[1] = ts
             elif ts > s[1]:
+                if ts - s[1] > window:
+                    ended(s[1] - s[0])
+                    s[0] = ts
                 s[1] = ts
-            if line is not None:
-                client_line[(ip, agent)] = line
+            if name is not None:
+                client_line[(ip, agent)] = name
         return bad
 
     def fold(self, rows: Iterable[Row], now: float) -> None:
-        """Count parsed rows (JSON, custom regex, odd combined lines); the same steps as :meth:`fold_combined`."""
+        """Count parsed rows (JSON, custom regex, odd combined lines); the same steps as :meth:`fold_lines`."""
         urls, resolve = self._urls, self.lookup_url
         sessions, client_line = self._sessions, self._client_line
         window = self._window
@@ -615,9 +722,12 @@ class AccessLogSource:
                 line_streams.setdefault(line, set()).add(stream)
                 line_clients[line] += 1
         sharing = []
+        max_ips, max_countries = self._sharing.max_ips, self._sharing.max_countries
         for line, ips in line_ips.items():
+            if len(ips) <= max_ips and len(ips) <= max_countries:
+                continue  # no more countries than IPs: within both bounds, no need to look them up
             countries = sorted({self._lookup(ip).country for ip in ips} - {UNKNOWN})
-            if len(ips) > self._sharing.max_ips or len(countries) > self._sharing.max_countries:
+            if len(ips) > max_ips or len(countries) > max_countries:
                 sharing.append(LineSharing(line, tuple(sorted(ips)), tuple(countries),
                                            tuple(sorted(line_streams[line])), line_clients[line]))
         sharing.sort(key=lambda s: (-len(s.ips), -len(s.countries), s.line))
