@@ -15,15 +15,39 @@ from exporter.sources.processes import ProcessesResult
 log = logging.getLogger(__name__)
 
 
-def read_names(path: Path) -> dict[str, str]:
-    """``id,name`` rows (a header row ``id,name`` is allowed); a missing file is an empty map and a warning."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        log.warning("stream names file unreadable path=%s error=%s", path, exc.strerror)
-        return {}
+def parse_names(text: str) -> dict[str, str]:
+    """``id,name`` rows (a header row ``id,name`` is allowed)."""
+    rows = csv.reader(text.splitlines())
     return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[0].strip() and r[0] != "id"}
+
+
+class NamesFile:
+    """The stream names CSV, read again only when it changes; a missing file warns once, not every round."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, float] | None = None
+        self._names: dict[str, str] = {}
+        self._failing = False
+
+    def names(self) -> dict[str, str]:
+        if self.path is None:
+            return {}
+        try:
+            st = self.path.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime)
+            if stamp != self._stamp:
+                self._names = parse_names(self.path.read_text(encoding="utf-8"))
+                self._stamp = stamp
+        except (OSError, UnicodeDecodeError) as exc:
+            if not self._failing:
+                log.warning("stream names file unreadable path=%s error=%s", self.path, exc)
+            self._failing, self._stamp, self._names = True, None, {}
+            return {}
+        if self._failing:
+            log.info("stream names file readable again path=%s", self.path)
+            self._failing = False
+        return self._names
 
 
 def _pattern(pattern: str | None, stream: str) -> str | None:

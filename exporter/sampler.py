@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from exporter.config import Config
-from exporter.inventory import build_inventory, read_names
+from exporter.inventory import NamesFile, build_inventory
 from exporter.redact import redact
 from exporter.snapshot import EMPTY, Snapshot, SourceStatus, StreamRef
 from exporter.sources import SampleContext, Source
@@ -44,6 +44,7 @@ class Sampler:
         self._was_up: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._names = NamesFile(config.streams.names.file if config.streams.names else None)
         self._task: asyncio.Task[None] | None = None
         self.ready = threading.Event()
 
@@ -76,7 +77,7 @@ class Sampler:
         """One blocking round. Runs in a worker thread; safe to call directly in tests."""
         with self._lock:
             now = self._clock()
-            names = read_names(self.config.streams.names.file) if self.config.streams.names else {}
+            names = self._names.names()
             static = build_inventory(self.config, None, names)
             status, procs = self._run_source(self.processes, SampleContext(now, static, MappingProxyType({})))
             statuses = [status]

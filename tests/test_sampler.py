@@ -36,3 +36,19 @@ def test_a_failing_source_is_down_with_a_redacted_error_and_the_others_keep_goin
     assert error.startswith("FileNotFoundError: ") and "No such file or directory" in error
     assert "pw1" not in error and "pw2" not in error and "u1" not in error and "<redacted>" in error
     assert snap.results["working"] == 42 and "failing" not in snap.results
+
+
+def test_names_file_read_on_change_and_missing_file_warns_once(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from exporter.inventory import NamesFile
+
+    path = tmp_path / "streams.csv"
+    names = NamesFile(path)
+    with caplog.at_level(logging.WARNING, logger="exporter.inventory"):
+        assert names.names() == {} and names.names() == {}
+    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
+    path.write_text("id,name\n7,BBC One\n8, Eight \n")
+    assert names.names() == {"7": "BBC One", "8": "Eight"}
+    path.write_text("7,Renamed channel\n")
+    assert names.names() == {"7": "Renamed channel"}
