@@ -235,8 +235,10 @@ class HlsSource:
         if newest is not None and newest.duration:
             try:
                 size = os.stat(segment_file(path, newest.uri)).st_size
-            except FileNotFoundError:
-                size = None  # deleted already (a short list with delete_segments), or served from elsewhere
+            except OSError:
+                # deleted already (a short list with delete_segments), served from elsewhere, or not ours to
+                # read: this stream's bitrate is unknown, the playlist and every other stream are still seen
+                size = None
             if size is not None:
                 bitrate = size * 8 / newest.duration
         return StreamPlaylist(
