@@ -149,6 +149,20 @@ def test_sessions_window_and_histogram() -> None:
     assert dict(r.viewers) == {"5": 1}
 
 
+def test_a_line_stays_online_while_any_of_its_clients_sessions_does() -> None:
+    src = make(window=60)
+    a = "192.0.2.1"
+    r1 = run(src, [line(a, "/live/u/p/5.m3u8", t=T0), line(a, "/streams/stream_7_1.ts", t=T0 + 30)], now=T0 + 30)
+    assert r1.lines_online == 1 and dict(r1.viewers) == {"5": 1, "7": 1}
+    r2 = src.result(T0 + 80)  # the session on 5 ended, the one on 7 (same client, no line in its URL) goes on
+    assert r2.lines_online == 1 and dict(r2.viewers) == {"7": 1}
+    assert [(c.stream, c.line) for c in r2.clients] == [("7", "u")]
+    r3 = src.result(T0 + 100)  # both ended: the line is offline
+    assert r3.lines_online == 0 and r3.clients == ()
+    # An earlier round's result is what that round saw, whatever came after it.
+    assert sorted((c.stream, c.line, c.last_seen) for c in r1.clients) == [("5", "u", T0), ("7", "u", T0 + 30)]
+
+
 def test_same_ip_different_agents_are_different_viewers() -> None:
     r = run(make(), [line("192.0.2.1", "/live/u/p/5.m3u8", agent="VLC"),
                      line("192.0.2.1", "/live/w/p/5.m3u8", agent="Kodi"),

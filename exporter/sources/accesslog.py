@@ -35,6 +35,7 @@ import gc
 import itertools
 import json
 import logging
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -271,12 +272,11 @@ class Histogram:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AccessLogResult:
     streams: Mapping[str, StreamTraffic]
     viewers: Mapping[str, int]
     """Distinct clients per stream within the window (inventory streams only)."""
-    clients: tuple[Viewer, ...]
     lines_online: int
     sharing: tuple[LineSharing, ...]
     """Lines suspected of sharing, most IPs first."""
@@ -284,6 +284,24 @@ class AccessLogResult:
     skipped_lines_total: int
     sessions: Histogram
     rotations: int
+    open_sessions: Mapping[Client, tuple[float, ...]]
+    """(stream, ip, agent) -> (first seen, last seen), as the round left them: the raw form of :attr:`clients`."""
+    client_lines: Mapping[tuple[bytes, bytes], str]
+    """(ip, agent) -> subscriber line, for the clients in :attr:`open_sessions` that have one."""
+
+    @functools.cached_property
+    def clients(self) -> tuple[Viewer, ...]:
+        """One row per open session, made when first asked for (by /api/connections, not by /metrics).
+
+        Decoding 10k addresses and agents into rows every round was a third of the source's round at
+        10k viewers (bench: ``exporter``), for an API that may never be called.
+        """
+        line_of = self.client_lines.get
+        return tuple(
+            Viewer(stream, ip.decode("ascii", "replace"), agent.decode("utf-8", "replace"), line_of((ip, agent)),
+                   first, last)
+            for (stream, ip, agent), (first, last) in self.open_sessions.items()
+        )
 
 
 # -- the source ----------------------------------------------------------------------------------------
@@ -293,6 +311,13 @@ Client = tuple[str, bytes, bytes]
 """(stream, ip, agent): one viewer of one stream."""
 Hit = tuple[str, "str | None", "list[int]"]
 """(stream, line, the stream's traffic counters): what a request line means, cached per request line."""
+_STREAM_OF = operator.itemgetter(0)
+_IP_OF = operator.itemgetter(0)
+_CLIENT_OF = operator.itemgetter(1, 2)
+_LINE_OF_PAIR = operator.itemgetter(1)
+"""Parts of a session key (stream, ip, agent), of a client (ip, agent) and of an (ip, line) pair."""
+_COUNTRY = operator.attrgetter("country")
+_DECODE = operator.methodcaller("decode", "ascii", "replace")
 _NOT_A_STREAM = (None, None)
 _NO_HIT: Hit = ("", None, [])
 """Not a stream (or not one in the inventory): an empty stream id, which no inventory stream has."""
@@ -689,8 +714,8 @@ class AccessLogSource:
     def _expire(self, now: float) -> None:
         cutoff = now - self._window
         sessions = self._sessions
-        ended = [k for k, s in sessions.items() if s[1] < cutoff]
-        for k in ended:
+        gone = [k for k, s in sessions.items() if s[1] < cutoff]
+        for k in gone:
             s = sessions.pop(k)
             self._ended.append(s[1] - s[0])
         if len(sessions) > self._max_clients:
@@ -700,37 +725,25 @@ class AccessLogSource:
             oldest = sorted(sessions, key=lambda k: sessions[k][1])[: len(sessions) - self._max_clients]
             for k in oldest:
                 del sessions[k]
-        active_clients = {(ip, agent) for _, ip, agent in sessions}
-        self._client_line = {c: line for c, line in self._client_line.items() if c in active_clients}
+            gone += oldest
+        if gone:
+            # A client keeps its line while it has a session on any stream (a line is only ever recorded
+            # for a client with a session, so only the clients of removed sessions can lose theirs).
+            still = set(map(_CLIENT_OF, sessions))
+            for client in set(map(_CLIENT_OF, gone)) - still:
+                self._client_line.pop(client, None)
 
     def result(self, now: float) -> AccessLogResult:
+        """The round's figures. Runs every round over every open session (10k and more on a busy host), so
+        it is made of C-speed passes (``map``, ``zip``, ``Counter``, sets); Python loops run only over the
+        lines suspected of sharing."""
         self._expire(now)
         self._observe_ended()
-        client_line = self._client_line
-        viewers: Counter[str] = Counter()
-        clients: list[Viewer] = []
-        line_ips: dict[str, set[str]] = {}
-        line_streams: dict[str, set[str]] = {}
-        line_clients: Counter[str] = Counter()
-        for (stream, ip_raw, agent_raw), (first, last) in self._sessions.items():
-            viewers[stream] += 1
-            ip = ip_raw.decode("ascii", "replace")
-            line = client_line.get((ip_raw, agent_raw))
-            clients.append(Viewer(stream, ip, agent_raw.decode("utf-8", "replace"), line, first, last))
-            if line is not None:
-                line_ips.setdefault(line, set()).add(ip)
-                line_streams.setdefault(line, set()).add(stream)
-                line_clients[line] += 1
-        sharing = []
-        max_ips, max_countries = self._sharing.max_ips, self._sharing.max_countries
-        for line, ips in line_ips.items():
-            if len(ips) <= max_ips and len(ips) <= max_countries:
-                continue  # no more countries than IPs: within both bounds, no need to look them up
-            countries = sorted({self._lookup(ip).country for ip in ips} - {UNKNOWN})
-            if len(ips) > max_ips or len(countries) > max_countries:
-                sharing.append(LineSharing(line, tuple(sorted(ips)), tuple(countries),
-                                           tuple(sorted(line_streams[line])), line_clients[line]))
-        sharing.sort(key=lambda s: (-len(s.ips), -len(s.countries), s.line))
+        sessions, client_line = self._sessions, self._client_line
+        # Distinct (ip, line) pairs: each line's IP count, without a loop in Python.
+        pairs = list(set(zip(map(_IP_OF, client_line), client_line.values(), strict=True)))
+        ip_counts = Counter(map(_LINE_OF_PAIR, pairs))
+        sharing = self._sharing_of(pairs, ip_counts)
         streams = {
             stream: StreamTraffic(acc[0], MappingProxyType(dict(zip(CODES, acc[2:6], strict=True))))
             for stream, acc in self._traffic.items()
@@ -741,12 +754,49 @@ class AccessLogSource:
             cumulative.append((bound, total))
         return AccessLogResult(
             streams=MappingProxyType(streams),
-            viewers=MappingProxyType(dict(viewers)),
-            clients=tuple(clients),
-            lines_online=len(line_ips),
+            viewers=MappingProxyType(dict(Counter(map(_STREAM_OF, sessions)))),
+            lines_online=len(ip_counts),
             sharing=tuple(sharing),
             lines_total=self.lines_total,
             skipped_lines_total=self.skipped_total,
             sessions=Histogram(tuple(cumulative), self._session_sum, self._session_count),
             rotations=self._follower.rotations + self._follower.truncations if self._follower else 0,
+            # Copies (C-speed): the next round goes on changing the originals while the API reads these.
+            open_sessions=MappingProxyType(dict(zip(sessions, map(tuple, sessions.values()), strict=True))),
+            client_lines=MappingProxyType(dict(client_line)),
         )
+
+    def _sharing_of(self, pairs: list[tuple[bytes, str]], ip_counts: Counter[str]) -> list[LineSharing]:
+        """Lines seen from more than ``max_ips`` IPs, or whose IPs are in more than ``max_countries`` countries."""
+        max_ips, max_countries = self._sharing.max_ips, self._sharing.max_countries
+        flagged = {line for line, n in ip_counts.items() if n > max_ips}
+        # Countries only for the lines with more IPs than countries allowed (a line cannot be in more
+        # countries than it has IPs); lookups are cached (functools.lru_cache), so a known IP costs C time.
+        if any(n > max_countries for n in ip_counts.values()):
+            maybe = list(itertools.compress(pairs, map(max_countries.__lt__, map(ip_counts.__getitem__,
+                                                                                 map(_LINE_OF_PAIR, pairs)))))
+            countries = list(map(_COUNTRY, map(self._lookup, map(_DECODE, map(_IP_OF, maybe)))))
+            known = map(UNKNOWN.__ne__, countries)
+            placed = set(itertools.compress(zip(map(_LINE_OF_PAIR, maybe), countries, strict=True), known))
+            flagged.update(line for line, n in Counter(map(_IP_OF, placed)).items() if n > max_countries)
+        if not flagged:
+            return []
+        details: dict[str, tuple[set[str], set[str], set[str]]] = {line: (set(), set(), set()) for line in flagged}
+        for ip_raw, line in pairs:
+            if line in details:
+                ip = _DECODE(ip_raw)
+                details[line][0].add(ip)
+                details[line][1].add(self._lookup(ip).country)
+        # Each session's line (None without one), then its streams and session count per line.
+        session_lines = list(map(self._client_line.get, map(_CLIENT_OF, self._sessions)))
+        clients = Counter(session_lines)
+        for session_line, stream in set(zip(session_lines, map(_STREAM_OF, self._sessions), strict=True)):
+            if session_line in details:
+                details[session_line][2].add(stream)
+        out = [
+            LineSharing(line, tuple(sorted(ips)), tuple(sorted(countries - {UNKNOWN})), tuple(sorted(on)),
+                        clients[line])
+            for line, (ips, countries, on) in details.items()
+        ]
+        out.sort(key=lambda s: (-len(s.ips), -len(s.countries), s.line))
+        return out
