@@ -53,7 +53,7 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
         "iptv_lines_sharing_suspected",
         "Lines seen from more than sharing.max_ips IPs or sharing.max_countries countries within the window.",
     )
-    sharing.add_metric([], len(log.sharing))
+    sharing.add_metric([], len(log.sharing_lines))
     lines = CounterMetricFamily("iptv_accesslog_lines", "Access log lines read.")
     lines.add_metric([], log.lines_total)
     skipped = CounterMetricFamily("iptv_accesslog_skipped_lines", "Access log lines that did not parse.")

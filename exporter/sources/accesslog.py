@@ -39,7 +39,7 @@ import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -278,8 +278,8 @@ class AccessLogResult:
     viewers: Mapping[str, int]
     """Distinct clients per stream within the window (inventory streams only)."""
     lines_online: int
-    sharing: tuple[LineSharing, ...]
-    """Lines suspected of sharing, most IPs first."""
+    sharing_lines: frozenset[str]
+    """Lines suspected of sharing (their details: :attr:`sharing`)."""
     lines_total: int
     skipped_lines_total: int
     sessions: Histogram
@@ -288,6 +288,36 @@ class AccessLogResult:
     """(stream, ip, agent) -> (first seen, last seen), as the round left them: the raw form of :attr:`clients`."""
     client_lines: Mapping[tuple[bytes, bytes], str]
     """(ip, agent) -> subscriber line, for the clients in :attr:`open_sessions` that have one."""
+    lookup: Lookup = field(repr=False, compare=False)
+    """Where :attr:`sharing` places IPs (the source's cached geo lookup)."""
+
+    @functools.cached_property
+    def sharing(self) -> tuple[LineSharing, ...]:
+        """The lines of :attr:`sharing_lines` with their IPs, countries and streams, most IPs first.
+
+        Made when first asked for (by /api/lines/sharing): on a host where thousands of lines look shared,
+        describing each every round cost more than the rest of the source's round.
+        """
+        details: dict[str, tuple[set[str], set[str], set[str]]] = {
+            line: (set(), set(), set()) for line in self.sharing_lines}
+        clients: Counter[str] = Counter()
+        line_of = self.client_lines.get
+        for stream, ip_raw, agent in self.open_sessions:
+            line = line_of((ip_raw, agent))
+            if line in details:
+                ips, countries, streams = details[line]
+                ip = _DECODE(ip_raw)
+                ips.add(ip)
+                countries.add(self.lookup(ip).country)
+                streams.add(stream)
+                clients[line] += 1
+        out = [
+            LineSharing(line, tuple(sorted(ips)), tuple(sorted(countries - {UNKNOWN})), tuple(sorted(streams)),
+                        clients[line])
+            for line, (ips, countries, streams) in details.items()
+        ]
+        out.sort(key=lambda s: (-len(s.ips), -len(s.countries), s.line))
+        return tuple(out)
 
     @functools.cached_property
     def clients(self) -> tuple[Viewer, ...]:
@@ -429,8 +459,10 @@ class AccessLogSource:
         if self._follower is None:
             self._follower = FileFollower(self._cfg.path, from_start=self._cfg.from_start)
         self.set_inventory(ctx.streams)
-        self.ingest(self._follower.read_lines(), ctx.now)
-        return self.result(ctx.now)
+        lines = self._follower.read_lines()
+        with _collector_paused():  # the round makes thousands of short-lived containers and no cycles
+            self.ingest(lines, ctx.now)
+            return self.result(ctx.now)
 
     def set_inventory(self, streams: Iterable[str]) -> None:
         inventory = frozenset(streams)
@@ -735,15 +767,14 @@ class AccessLogSource:
 
     def result(self, now: float) -> AccessLogResult:
         """The round's figures. Runs every round over every open session (10k and more on a busy host), so
-        it is made of C-speed passes (``map``, ``zip``, ``Counter``, sets); Python loops run only over the
-        lines suspected of sharing."""
+        it is made of C-speed passes (``map``, ``zip``, ``Counter``, sets); rows for the API are made by the
+        result when asked for."""
         self._expire(now)
         self._observe_ended()
         sessions, client_line = self._sessions, self._client_line
         # Distinct (ip, line) pairs: each line's IP count, without a loop in Python.
         pairs = list(set(zip(map(_IP_OF, client_line), client_line.values(), strict=True)))
         ip_counts = Counter(map(_LINE_OF_PAIR, pairs))
-        sharing = self._sharing_of(pairs, ip_counts)
         streams = {
             stream: StreamTraffic(acc[0], MappingProxyType(dict(zip(CODES, acc[2:6], strict=True))))
             for stream, acc in self._traffic.items()
@@ -756,7 +787,7 @@ class AccessLogSource:
             streams=MappingProxyType(streams),
             viewers=MappingProxyType(dict(Counter(map(_STREAM_OF, sessions)))),
             lines_online=len(ip_counts),
-            sharing=tuple(sharing),
+            sharing_lines=self._suspected(pairs, ip_counts),
             lines_total=self.lines_total,
             skipped_lines_total=self.skipped_total,
             sessions=Histogram(tuple(cumulative), self._session_sum, self._session_count),
@@ -764,9 +795,10 @@ class AccessLogSource:
             # Copies (C-speed): the next round goes on changing the originals while the API reads these.
             open_sessions=MappingProxyType(dict(zip(sessions, map(tuple, sessions.values()), strict=True))),
             client_lines=MappingProxyType(dict(client_line)),
+            lookup=self._lookup,
         )
 
-    def _sharing_of(self, pairs: list[tuple[bytes, str]], ip_counts: Counter[str]) -> list[LineSharing]:
+    def _suspected(self, pairs: list[tuple[bytes, str]], ip_counts: Counter[str]) -> frozenset[str]:
         """Lines seen from more than ``max_ips`` IPs, or whose IPs are in more than ``max_countries`` countries."""
         max_ips, max_countries = self._sharing.max_ips, self._sharing.max_countries
         flagged = {line for line, n in ip_counts.items() if n > max_ips}
@@ -779,24 +811,4 @@ class AccessLogSource:
             known = map(UNKNOWN.__ne__, countries)
             placed = set(itertools.compress(zip(map(_LINE_OF_PAIR, maybe), countries, strict=True), known))
             flagged.update(line for line, n in Counter(map(_IP_OF, placed)).items() if n > max_countries)
-        if not flagged:
-            return []
-        details: dict[str, tuple[set[str], set[str], set[str]]] = {line: (set(), set(), set()) for line in flagged}
-        for ip_raw, line in pairs:
-            if line in details:
-                ip = _DECODE(ip_raw)
-                details[line][0].add(ip)
-                details[line][1].add(self._lookup(ip).country)
-        # Each session's line (None without one), then its streams and session count per line.
-        session_lines = list(map(self._client_line.get, map(_CLIENT_OF, self._sessions)))
-        clients = Counter(session_lines)
-        for session_line, stream in set(zip(session_lines, map(_STREAM_OF, self._sessions), strict=True)):
-            if session_line in details:
-                details[session_line][2].add(stream)
-        out = [
-            LineSharing(line, tuple(sorted(ips)), tuple(sorted(countries - {UNKNOWN})), tuple(sorted(on)),
-                        clients[line])
-            for line, (ips, countries, on) in details.items()
-        ]
-        out.sort(key=lambda s: (-len(s.ips), -len(s.countries), s.line))
-        return out
+        return frozenset(flagged)
