@@ -19,7 +19,7 @@ from exporter.geo import NOWHERE, Geo, GeoInfo
 from exporter.sources.accesslog import (
     AccessLogResult,
     AccessLogSource,
-    Redactor,
+    log_redactor,
     parse_combined,
     parse_time,
     url_patterns,
@@ -233,7 +233,7 @@ def test_lines_with_other_quoting_go_through_the_regex() -> None:
 
 
 def test_redaction() -> None:
-    red = Redactor([p for _, p, _ in url_patterns(make({"preset": "xtream"})._cfg)])
+    red = log_redactor([p for _, p, _ in url_patterns(make({"preset": "xtream"})._cfg)])
     cases = {
         'x "GET /live/alice/S3cret/5.ts HTTP/1.1"': 'x "GET /live/alice/***/5.ts HTTP/1.1"',
         "/hls/bob/hunter2/7/118.ts": "/hls/bob/***/7/118.ts",

@@ -22,7 +22,7 @@ goes into a histogram. A line is online while one of its clients is; it is suspe
 seen from more than ``sharing.max_ips`` IPs or more than ``sharing.max_countries`` countries.
 
 Passwords from URLs never leave this module: paths are not kept, and anything logged goes through
-:func:`Redactor.redact` (``/live/alice/***/5.ts``).
+:func:`log_redactor` (``/live/alice/***/5.ts``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 from exporter.config import Config
 from exporter.config.viewers import AccessLog
 from exporter.geo import UNKNOWN, GeoInfo
+from exporter.redact import Redactor
 from exporter.sources import SampleContext
 from exporter.sources.accesslog_fast import INVALID, STAMP_SIZE, STATUS_CLASS, RequestMatcher, head_ip, stamp_time
 from exporter.sources.tail import FileFollower
@@ -82,33 +83,10 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-# Shapes whose third segment is a password whatever follows: redacted even when no pattern maps them.
-_SECRET_SHAPES = (
-    re.compile(r"/(?:live|movie|series|timeshifts?|hls)/[^/\s\"]+/(?P<password>[^/\s\"?]+)/"),
-    re.compile(r"/hlsr/[^/\s\"]+/[^/\s\"]+/(?P<password>[^/\s\"?]+)/"),
-)
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|pass|passwd|pwd|token)=)[^&\s\"]*")
-_PATHLIKE = re.compile(r"/[^\s\"?]*")
-
-
-class Redactor:
-    """Replaces the password parts of URLs in any text with ``***`` (for log lines and error messages)."""
-
-    def __init__(self, patterns: Sequence[re.Pattern[str]]) -> None:
-        self._patterns = [p for p in patterns if "password" in p.groupindex]
-
-    def redact(self, text: str) -> str:
-        def path(m: re.Match[str]) -> str:
-            token = m.group(0)
-            for p in self._patterns:
-                found = p.fullmatch(token) or p.search(token)
-                if found and found.group("password"):
-                    return token[: found.start("password")] + "***" + token[found.end("password"):]
-            for shape in _SECRET_SHAPES:
-                token = shape.sub(lambda s: s.group(0).replace(s.group("password"), "***", 1), token)
-            return token
-
-        return _SECRET_QUERY.sub(r"\1***", _PATHLIKE.sub(path, text))
+def log_redactor(patterns: Sequence[re.Pattern[str]]) -> Redactor:
+    """:class:`exporter.redact.Redactor` in the access log's style: usernames kept (they are the lines the API
+    shows), passwords as ``***`` (``/live/alice/***/5.ts``), the presets' and custom URL shapes included."""
+    return Redactor(patterns, mask="***", keep_user=True)
 
 
 def url_patterns(cfg: AccessLog) -> list[tuple[str, re.Pattern[str], bool]]:
@@ -404,8 +382,8 @@ class AccessLogSource:
         self._max_clients = config.viewers.max_clients
         self._lookup = lookup
         self._patterns = url_patterns(cfg)
-        self.redactor = Redactor([p for _, p, _ in self._patterns]
-                                 + [re.compile(p) for shapes in PRESETS.values() for _, p in shapes])
+        self.redactor = log_redactor([p for _, p, _ in self._patterns]
+                                     + [re.compile(p) for shapes in PRESETS.values() for _, p in shapes])
         self._custom = re.compile(cfg.regex.encode("utf-8")) if cfg.format == "regex" and cfg.regex else None
         self._follower = follower
         """Opened at the first sample, not here: an unreadable log marks the source down, it does not stop
