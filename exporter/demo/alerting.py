@@ -67,13 +67,17 @@ def _dump(data: Any, path: Path) -> Path:
 
 
 def cap_for(rules: Any, max_for: str) -> Any:
-    """A copy of a rule file with every alert's ``for:`` at most ``max_for``."""
+    """A copy of a rule file with every alert's ``for:`` at most ``max_for``; annotations that say
+    "for 5m" say the new duration, so a demo alert does not claim a wait it did not make."""
     limit = parse_duration(max_for)
     out = copy.deepcopy(rules)
     for group in out.get("groups", []):
         for rule in group.get("rules", []):
             if "alert" in rule and "for" in rule and parse_duration(str(rule["for"])) > limit:
-                rule["for"] = format_duration(limit)
+                old, rule["for"] = str(rule["for"]), format_duration(limit)
+                for key, text in rule.get("annotations", {}).items():
+                    if isinstance(text, str):
+                        rule["annotations"][key] = text.replace(f"for {old}", f"for {rule['for']}")
     return out
 
 
