@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from bench import geodata, report
-from bench.measure import BusyMeter, loadavg
+from bench.measure import BusyMeter, loadavg, settle
 from bench.options import Options
 
 BENCHMARKS = ["sockets", "processes", "accesslog", "exporter", "webhook", "series"]
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                        profile=not args.no_profile)
         for name in chosen:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            busy_before = settle()
             b0 = time.monotonic()
             try:
                 module = importlib.import_module(f"bench.{name}")
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 section = report.Section(name, f"{name} (failed)")
                 section.add(f"This benchmark failed in this run: `{type(exc).__name__}: {exc}`.")
                 section.targets.append(report.Target(f"{name}: ran", False, f"failed: {type(exc).__name__}"))
-            section.add(f"_Took {time.monotonic() - b0:.0f} s; load average after: {loadavg()}._")
+            section.add(f"_Took {time.monotonic() - b0:.0f} s; the machine was {busy_before:.0%} busy in the second "
+                        f"before it; load average after: {loadavg()}._")
             sections.append(section)
             print(f"bench: {name} done in {time.monotonic() - b0:.0f} s", file=sys.stderr, flush=True)
     text = report.render(sections, argv=argv, started=started, wall_seconds=time.monotonic() - t0,
