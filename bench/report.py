@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -47,6 +48,20 @@ def _version(argv: list[str]) -> str:
         return f"unknown ({exc})"
     text = (out.stdout or out.stderr).strip().splitlines()
     return text[0] if text else "unknown"
+
+
+def code_version() -> str:
+    """The commit measured, and whether the working tree differed from it (this report's file aside)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+                                  ".", ":!docs/benchmarks.md"], capture_output=True, text=True, timeout=10,
+                                 check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (", with uncommitted changes" if changed else "")
 
 
 def machine() -> list[tuple[str, str]]:
@@ -107,6 +122,7 @@ def render(sections: list[Section], *, argv: list[str], started: dt.datetime, wa
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}, took {wall_seconds / 60:.1f} min; command "
         f"`{' '.join(['python -m bench', *argv])}`",
     ]
+    out.append(f"- Code: {code_version()}")
     out += [f"- {k}: {v}" for k, v in machine()]
     out += [
         f"- Load average before / after: {load_before} / {load_after}; the machine was {busy:.0%} busy over the "
