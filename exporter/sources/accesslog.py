@@ -319,11 +319,10 @@ Client = tuple[str, bytes, bytes]
 """(stream, ip, agent): one viewer of one stream."""
 Hit = tuple[str, "str | None", "list[int]"]
 """(stream, line, the stream's traffic counters): what a request line means, cached per request line."""
-_STREAM_OF = operator.itemgetter(0)
-_IP_OF = operator.itemgetter(0)
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
 _CLIENT_OF = operator.itemgetter(1, 2)
-_LINE_OF_PAIR = operator.itemgetter(1)
-"""Parts of a session key (stream, ip, agent), of a client (ip, agent) and of an (ip, line) pair."""
+"""(ip, agent) of a session key (stream, ip, agent)."""
 _COUNTRY = operator.attrgetter("country")
 _DECODE = operator.methodcaller("decode", "ascii", "replace")
 _NOT_A_STREAM = (None, None)
@@ -751,8 +750,8 @@ class AccessLogSource:
         self._observe_ended()
         sessions, client_line = self._sessions, self._client_line
         # Distinct (ip, line) pairs: each line's IP count, without a loop in Python.
-        pairs = list(set(zip(map(_IP_OF, client_line), client_line.values(), strict=True)))
-        ip_counts = Counter(map(_LINE_OF_PAIR, pairs))
+        pairs = list(set(zip(map(_FIRST, client_line), client_line.values(), strict=True)))
+        ip_counts = Counter(map(_SECOND, pairs))
         streams = {
             stream: StreamTraffic(acc[0], MappingProxyType(dict(zip(CODES, acc[2:6], strict=True))))
             for stream, acc in self._traffic.items()
@@ -763,7 +762,7 @@ class AccessLogSource:
             cumulative.append((bound, total))
         return AccessLogResult(
             streams=MappingProxyType(streams),
-            viewers=MappingProxyType(dict(Counter(map(_STREAM_OF, sessions)))),
+            viewers=MappingProxyType(dict(Counter(map(_FIRST, sessions)))),  # a session key starts with its stream
             lines_online=len(ip_counts),
             sharing_lines=self._suspected(pairs, ip_counts),
             lines_total=self.lines_total,
@@ -784,9 +783,9 @@ class AccessLogSource:
         # countries than it has IPs); lookups are cached (functools.lru_cache), so a known IP costs C time.
         if any(n > max_countries for n in ip_counts.values()):
             maybe = list(itertools.compress(pairs, map(max_countries.__lt__, map(ip_counts.__getitem__,
-                                                                                 map(_LINE_OF_PAIR, pairs)))))
-            countries = list(map(_COUNTRY, map(self._lookup, map(_DECODE, map(_IP_OF, maybe)))))
+                                                                                 map(_SECOND, pairs)))))
+            countries = list(map(_COUNTRY, map(self._lookup, map(_DECODE, map(_FIRST, maybe)))))
             known = map(UNKNOWN.__ne__, countries)
-            placed = set(itertools.compress(zip(map(_LINE_OF_PAIR, maybe), countries, strict=True), known))
-            flagged.update(line for line, n in Counter(map(_IP_OF, placed)).items() if n > max_countries)
+            placed = set(itertools.compress(zip(map(_SECOND, maybe), countries, strict=True), known))  # (line, country)
+            flagged.update(line for line, n in Counter(map(_FIRST, placed)).items() if n > max_countries)
         return frozenset(flagged)
