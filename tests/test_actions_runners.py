@@ -151,9 +151,15 @@ class Panel(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def panel() -> Iterator[str]:
+    # Reset per test, restart included: a test's restart spawns ffmpeg into that test's ``procs``, and a later
+    # test calling the panel must not start one that nobody stops.
     Panel.seen, Panel.delay, Panel.status = [], 0.0, 200
-    with http_server(Panel) as address:
-        yield f"http://{address}"
+    Panel.restart = staticmethod(lambda stream: None)  # type: ignore[assignment]
+    try:
+        with http_server(Panel) as address:
+            yield f"http://{address}"
+    finally:
+        Panel.restart = staticmethod(lambda stream: None)  # type: ignore[assignment]
 
 
 def test_http_runner_restarts_through_the_panel_api(tmp_path: Path, panel: str, procs: Callable[..., Proc]) -> None:
