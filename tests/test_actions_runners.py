@@ -51,7 +51,10 @@ while not state["stop"]:
     print(state["child"].pid, flush=True)
     state["child"].wait()
 """
-STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(1)"
+STUBBORN = ("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "open(sys.argv[1] + '.ready', 'w').close()\nwhile True: time.sleep(1)")
+"""Ignores SIGTERM, and says so with a file: it is visible as a stream from its exec on, before Python has
+set the handler, and a TERM sent in between would kill it (the test would then see no SIGKILL)."""
 STOP = threading.Event()
 
 
@@ -87,6 +90,7 @@ def test_signal_runner_term_then_kill_and_the_supervisor_respawns(
             entry = procs.streams.get(stream) if procs is not None else None  # type: ignore[attr-defined]
             return tuple(entry.pids) if entry is not None else ()
 
+        wait_until(lambda: (tmp_path / "act_8.m3u8.ready").exists(), timeout=20, what="SIGTERM ignored")
         old = wait_until(lambda: pids("7") and pids("8") and (pids("7"), pids("8")), timeout=20, what="both up")
         r = client.post("/hooks/alertmanager", json=notification(alert("7"), alert("8")),
                         headers={"Authorization": f"Bearer {token}"})
