@@ -128,6 +128,7 @@ class Panel(BaseHTTPRequestHandler):
     token = ""
     seen: list[dict[str, Any]] = []
     restart: Callable[[str], None] = staticmethod(lambda stream: None)
+    no_restart = restart
     delay = 0.0
     status = 200
 
@@ -158,12 +159,12 @@ def panel() -> Iterator[str]:
     # Reset per test, restart included: a test's restart spawns ffmpeg into that test's ``procs``, and a later
     # test calling the panel must not start one that nobody stops.
     Panel.seen, Panel.delay, Panel.status = [], 0.0, 200
-    Panel.restart = staticmethod(lambda stream: None)  # type: ignore[assignment]
+    Panel.restart = Panel.no_restart
     try:
         with http_server(Panel) as address:
             yield f"http://{address}"
     finally:
-        Panel.restart = staticmethod(lambda stream: None)  # type: ignore[assignment]
+        Panel.restart = Panel.no_restart
 
 
 def test_http_runner_restarts_through_the_panel_api(tmp_path: Path, panel: str, procs: Callable[..., Proc]) -> None:
