@@ -166,3 +166,15 @@ def test_a_playlist_that_grew_after_fstat_is_read_whole_up_to_the_limit() -> Non
     assert _read_text(io.BytesIO(text.encode()), 10) == text  # fstat saw 10 bytes, the writer wrote more
     assert _read_text(io.BytesIO(text.encode()), len(text)) == text
     assert len(_read_text(io.BytesIO(b"#" * (MAX_PLAYLIST + 5)), 3)) == MAX_PLAYLIST
+
+
+def test_a_newest_segment_that_cannot_be_looked_at_leaves_only_its_bitrate_unknown(tmp_path: Path) -> None:
+    # A symlink to itself fails stat with ELOOP, as root too (where a chmod'ed file would not fail with EACCES).
+    for stream in ("5", "6"):
+        (tmp_path / stream).mkdir()
+        (tmp_path / stream / f"stream_{stream}.m3u8").write_text(live(0, 3))
+    (tmp_path / "5" / "s2.ts").symlink_to(tmp_path / "5" / "s2.ts")
+    (tmp_path / "6" / "s2.ts").write_bytes(b"\0" * 1000)
+    r = HlsSource().sample(ctx(100.0, {s: str(tmp_path / s / f"stream_{s}.m3u8") for s in ("5", "6")}))
+    assert r.streams["5"].present and r.streams["5"].segments == 3 and r.streams["5"].bitrate_bits_per_second is None
+    assert r.streams["6"].bitrate_bits_per_second == 1000 * 8 / 2
