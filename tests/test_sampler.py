@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import pytest
+
 from exporter.config import parse_config
+from exporter.inventory import NamesFile
 from exporter.sampler import Sampler
 from exporter.sources import SampleContext
 from exporter.sources.processes import ProcessesResult, ProcessesSource
@@ -38,11 +44,8 @@ def test_a_failing_source_is_down_with_a_redacted_error_and_the_others_keep_goin
     assert snap.results["working"] == 42 and "failing" not in snap.results
 
 
-def test_names_file_read_on_change_and_missing_file_warns_once(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
-    import logging
-
-    from exporter.inventory import NamesFile
-
+def test_names_file_read_on_change_and_missing_file_warns_once(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "streams.csv"
     names = NamesFile(path)
     with caplog.at_level(logging.WARNING, logger="exporter.inventory"):
