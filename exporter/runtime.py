@@ -43,10 +43,10 @@ def _node_family(config: Config) -> Family:
     def collect(snap: Snapshot) -> Iterator[Metric]:
         if config.egress_capacity_bits_per_second is not None:
             cap = GaugeMetricFamily(
-                "iptv_node_egress_capacity_bits_per_second",
-                "Configured uplink capacity of this node (egress_capacity_bits_per_second).",
+                "iptv_node_egress_capacity_bytes_per_second",
+                "Configured uplink capacity of this node (config egress_capacity_bits_per_second / 8).",
             )
-            cap.add_metric([], config.egress_capacity_bits_per_second)
+            cap.add_metric([], config.egress_capacity_bits_per_second / 8)
             yield cap
 
     return collect

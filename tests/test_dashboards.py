@@ -278,7 +278,7 @@ def sample_series(now: float) -> list[Series]:
             add("iptv_exporter_source_up", const(0 if (node, source) == ("edge-2", "hls") else 1), source=source)
             add("iptv_exporter_source_duration_seconds", const(0.012), source=source)
         if node == "edge-1":
-            add("iptv_node_egress_capacity_bits_per_second", const(1e9))
+            add("iptv_node_egress_capacity_bytes_per_second", const(1.25e8))
         for country, n in CONNECTIONS[node].items():
             add("iptv_connections", const(n), country=country)
         for country, city, lat, lon in CITIES[node]:
@@ -329,7 +329,7 @@ def sample_series(now: float) -> list[Series]:
         add_s("iptv_stream_progress_timestamp_seconds", lambda t: t)
         add_s("iptv_stream_playlist_updated_timestamp_seconds", lambda t: t - t % 10)
         add_s("iptv_stream_segment_duration_seconds", const(10))
-        add_s("iptv_stream_output_bitrate_bits_per_second", const(4e6))
+        add_s("iptv_stream_output_bytes_per_second", const(5e5))
         add_s("iptv_stream_viewers", const(viewers))
         add_s("iptv_stream_sent_bytes_total", per_second(viewers * 5e5))
         add_s("iptv_stream_http_responses_total", per_second(viewers * 0.2), code="2xx")

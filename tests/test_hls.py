@@ -117,12 +117,12 @@ def test_source_reads_playlists_and_counts(tmp_path: Path) -> None:
     r = source.sample(ctx(101.0, {"5": str(pl), "6": missing}))
     p = r.streams["5"]
     assert p.present and p.updated_at == 1000.0 and p.target_duration == 2 and p.segments == 3
-    assert p.bitrate_bits_per_second == pytest.approx(250_000 * 8 / 2)
+    assert p.output_bytes_per_second == pytest.approx(250_000 / 2)
     assert (p.discontinuities_total, p.media_sequence_jumps_total) == (0, 0)
 
     pl.write_text(live(1, 3, disc=(3,)))  # s3.ts not written: no bitrate, but no failure either
     r = source.sample(ctx(103.0, {"5": str(pl), "6": missing}))
-    assert r.streams["5"].discontinuities_total == 1 and r.streams["5"].bitrate_bits_per_second is None
+    assert r.streams["5"].discontinuities_total == 1 and r.streams["5"].output_bytes_per_second is None
 
     pl.write_text(live(0, 2))  # restarted from 0
     r = source.sample(ctx(105.0, {"5": str(pl), "6": missing}))
@@ -143,7 +143,7 @@ def test_an_unchanged_playlist_is_not_read_again_but_counts_as_looked_at(tmp_pat
     first = source.sample(ctx(100.0, {"5": str(pl)})).streams["5"]
     (tmp_path / "s2.ts").write_bytes(b"\0" * 2000)  # read again, the bitrate would change
     again = source.sample(ctx(110.0, {"5": str(pl)})).streams["5"]
-    assert again is first and again.bitrate_bits_per_second == 1000 * 8 / 2
+    assert again is first and again.output_bytes_per_second == 1000 / 2
 
     # 4 segments ahead 2 s after the last look (at 110, not the last read at 100): more than 2 s explain
     pl.write_text(live(6, 3))
@@ -176,5 +176,5 @@ def test_a_newest_segment_that_cannot_be_looked_at_leaves_only_its_bitrate_unkno
     (tmp_path / "5" / "s2.ts").symlink_to(tmp_path / "5" / "s2.ts")
     (tmp_path / "6" / "s2.ts").write_bytes(b"\0" * 1000)
     r = HlsSource().sample(ctx(100.0, {s: str(tmp_path / s / f"stream_{s}.m3u8") for s in ("5", "6")}))
-    assert r.streams["5"].present and r.streams["5"].segments == 3 and r.streams["5"].bitrate_bits_per_second is None
-    assert r.streams["6"].bitrate_bits_per_second == 1000 * 8 / 2
+    assert r.streams["5"].present and r.streams["5"].segments == 3 and r.streams["5"].output_bytes_per_second is None
+    assert r.streams["6"].output_bytes_per_second == 1000 / 2

@@ -95,7 +95,7 @@ def _hls(snap: Snapshot) -> Iterator[Metric]:
     )
     segments = GaugeMetricFamily("iptv_stream_playlist_segments", "Segments listed in the playlist.", labels=L)
     bitrate = GaugeMetricFamily(
-        "iptv_stream_output_bitrate_bits_per_second", "Newest segment's size over its duration.", labels=L
+        "iptv_stream_output_bytes_per_second", "Newest segment's size in bytes over its duration.", labels=L
     )
     disc = CounterMetricFamily(
         "iptv_stream_playlist_discontinuities", "#EXT-X-DISCONTINUITY tags on newly listed segments.", labels=L
@@ -114,8 +114,8 @@ def _hls(snap: Snapshot) -> Iterator[Metric]:
         if p.target_duration is not None:
             target.add_metric([stream], p.target_duration)
         segments.add_metric([stream], p.segments)
-        if p.bitrate_bits_per_second is not None:
-            bitrate.add_metric([stream], p.bitrate_bits_per_second)
+        if p.output_bytes_per_second is not None:
+            bitrate.add_metric([stream], p.output_bytes_per_second)
     yield from (present, updated, target, segments, bitrate, disc, jumps)
 
 

@@ -111,7 +111,7 @@ class StreamPlaylist:
     segments: int
     media_sequence: int | None
     ended: bool
-    bitrate_bits_per_second: float | None
+    output_bytes_per_second: float | None
     """Newest segment's size x 8 / its duration; None if it is missing or has no duration."""
     discontinuities_total: int
     media_sequence_jumps_total: int
@@ -240,7 +240,7 @@ class HlsSource:
                 # read: this stream's bitrate is unknown, the playlist and every other stream are still seen
                 size = None
             if size is not None:
-                bitrate = size * 8 / newest.duration
+                bitrate = size / newest.duration
         return StreamPlaylist(
             stream=stream,
             path=path,
@@ -250,7 +250,7 @@ class HlsSource:
             segments=len(playlist.segments),
             media_sequence=playlist.media_sequence if playlist.segments else None,
             ended=playlist.ended,
-            bitrate_bits_per_second=bitrate,
+            output_bytes_per_second=bitrate,
             discontinuities_total=state.discontinuities,
             media_sequence_jumps_total=state.jumps,
         )
