@@ -5,7 +5,8 @@ This is the one place that knows which parts exist; each part stays ignorant of 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import GaugeMetricFamily
@@ -23,8 +24,9 @@ from exporter.sources import Source
 from exporter.sources.accesslog import AccessLogSource
 from exporter.sources.errorlogs import ErrorLogSource
 from exporter.sources.hls import HlsSource
+from exporter.sources.processes import PROC_ROOT, ProcessesSource
 from exporter.sources.progress import ProgressSource, ProgressStore
-from exporter.sources.sockets import SocketsSource
+from exporter.sources.sockets import SocketDump, SocketsSource
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
 from exporter.web.viewers_api import ViewersApi
@@ -52,7 +54,16 @@ def _node_family(config: Config) -> Family:
     return collect
 
 
-def build_runtime(config: Config) -> Runtime:
+def build_runtime(
+    config: Config,
+    *,
+    proc_root: str | None = PROC_ROOT,
+    socket_dump: SocketDump | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Runtime:
+    """Every part the config asks for, wired. The keyword arguments are the host the parts look at: the real
+    one by default; the golden test (tests/test_golden.py) passes a captured /proc, a recorded sock_diag dump
+    and a fixed clock, so the whole pipeline runs on a known host."""
     sources: list[Source] = []
     families: list[Family] = [*FAMILIES, _node_family(config)]
     components: list[Component] = []
@@ -64,11 +75,11 @@ def build_runtime(config: Config) -> Runtime:
         components.append(ProgressPushReceiver(progress_store, config.progress))
     geo = Geo(config.geo)  # shared by the viewer sources and the viewer API; refreshed once per round
     if config.viewers.ports:
-        sources.append(SocketsSource(config, geo.lookup, geo.refresh))
+        sources.append(SocketsSource(config, geo.lookup, geo.refresh, dump=socket_dump))
     if config.viewers.access_log is not None:
         sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
 
-    sampler = Sampler(config, sources)
+    sampler = Sampler(config, sources, ProcessesSource(config, proc_root), clock)
     registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
     if config.actions is not None:
         actions = build_actions(config, sampler)  # raises ActionsError: exit 1 before serving

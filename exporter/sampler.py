@@ -123,3 +123,12 @@ class Sampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self.close()
+
+    def close(self) -> None:
+        """Release what the sources hold open (followed log files); the sampler is not used afterwards."""
+        with self._lock:
+            for source in (self.processes, *self.sources):
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()

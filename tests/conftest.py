@@ -38,3 +38,8 @@ def exporter(tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
     yield start
     for e in started:
         e.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/metrics.prom from this run instead of comparing with it")

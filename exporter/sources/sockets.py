@@ -106,6 +106,9 @@ RawSocket = tuple[bytes, int, int, bytes, bytes, bytes, "int | None", "int | Non
 bytes received), addresses still raw (converted only for sockets not seen before). A plain tuple: a
 NamedTuple's constructor costs a Python call per socket, 10k times a round."""
 
+SocketDump = Callable[[Sequence[int]], list[RawSocket]]
+"""What answers "every TCP socket on these local ports": :func:`dump_netlink`, or a recording."""
+
 
 def parse_dump(data: bytes | bytearray | memoryview, length: int, out: list[RawSocket],
                ports: frozenset[bytes] | None = None) -> bool:
@@ -337,7 +340,8 @@ class SocketsSource:
 
     name = "sockets"
 
-    def __init__(self, config: Config, lookup: Lookup, refresh: Callable[[], None] | None = None) -> None:
+    def __init__(self, config: Config, lookup: Lookup, refresh: Callable[[], None] | None = None,
+                 dump: SocketDump | None = None) -> None:
         self._ports = sorted(set(config.viewers.ports))
         self._backend = config.viewers.socket_backend
         self._top_cities = config.geo.top_cities
@@ -350,6 +354,8 @@ class SocketsSource:
         self._closed_sent: dict[int, int] = dict.fromkeys(self._ports, 0)
         self._closed_received: dict[int, int] = dict.fromkeys(self._ports, 0)
         self._psutil_since: dict[tuple[str, int, str, int], float] = {}
+        self._dump_from = dump
+        """Replaces the kernel's dump (a recorded one in the golden test); None asks the kernel."""
 
     def sample(self, ctx: SampleContext) -> SocketsResult:
         if self._refresh is not None:
@@ -367,6 +373,8 @@ class SocketsSource:
         return self.update_psutil(read_psutil(self._ports), ctx.now)
 
     def _dump(self) -> list[RawSocket]:
+        if self._dump_from is not None:
+            return self._dump_from(self._ports)
         try:
             return dump_netlink(self._ports, use_bytecode=self._bytecode)
         except NetlinkUnavailable:
