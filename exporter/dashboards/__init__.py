@@ -1,7 +1,8 @@
-"""Grafana dashboards, generated as plain dicts and committed as JSON under grafana/dashboards/.
+"""Grafana dashboards, built with grafana-foundation-sdk and committed as JSON under grafana/dashboards/.
 
 ``python -m exporter.dashboards`` writes the files; ``--check`` compares instead and exits 1 listing every
-difference (the drift check). Each dashboard is one module with a ``build()``; core.py holds the builders.
+difference (the drift check). Each dashboard is one module with a ``build()``; core.py wraps the SDK's
+builders. The SDK is a dependency of this generator only (the ``dashboards`` extra), never of the exporter at run time.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from exporter.dashboards import bandwidth, overview, stream_health, viewers_map
+from exporter.dashboards import bandwidth, live_viewers, node, overview, stream_health, viewers_map
 from exporter.dashboards.core import Json
 
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 """grafana/dashboards in the source tree (docker-compose mounts it into Grafana)."""
 
-BUILDERS = (overview.build, bandwidth.build, viewers_map.build, stream_health.build)
+BUILDERS = (
+    overview.build, bandwidth.build, viewers_map.build, stream_health.build, node.build, live_viewers.build
+)
 
 
 def build_all() -> dict[str, Json]:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from exporter.dashboards import links
+from exporter.dashboards.annotations import stream_events
 from exporter.dashboards.core import (
     Json,
     dashboard,
     datasource_variable,
     override,
+    prop,
     stat,
     table,
     target,
     timeseries,
 )
-from exporter.dashboards.promql import NAMED_LEGEND, NODE, RATE, bits, named, rate, sel, standard_variables
+from exporter.dashboards.promql import NAMED_LEGEND, NODE, RATE, bits, named, rate, sel, standard_variables, top
 
 UID = "iptv-bandwidth"
 
 SENT = "iptv_stream_sent_bytes_total"
 READ = "iptv_stream_read_bytes_total"
 SOCKETS = "iptv_connections_sent_bytes_total"
+RECEIVED = "iptv_connections_received_bytes_total"
+CAPACITY = "iptv_node_egress_capacity_bytes_per_second"
 OVER_RANGE = "[$__range:$__interval]"
 """Subquery over the dashboard's time range, one point per panel interval."""
 
@@ -86,6 +91,7 @@ def build() -> Json:
             target(total, "egress (access log)"),
             target(f"sum({rate(SOCKETS, stream=False)}) * 8", "egress (viewer sockets)"),
             target(bits(READ, by=""), "ingest"),
+            target(f"sum({sel(CAPACITY, stream=False)}) * 8", "uplink capacity (configured)"),
         ],
         unit="bps",
         size=(16, 8),
@@ -93,27 +99,31 @@ def build() -> Json:
     utilization = timeseries(
         "Egress capacity used",
         "Each node's egress on the wire as a share of its configured uplink capacity "
-        "(recording rule iptv:node_egress_utilization:ratio_rate1m; absent where no capacity is set).",
+        "(recording rule iptv:node_egress_utilization:ratio_rate1m; absent where no capacity is set). "
+        "Click a line for the node view: NIC transmit next to IPTV egress.",
         [target(f"max by (node) (iptv:node_egress_utilization:ratio_rate1m{{{NODE}}})", "{{node}}")],
         unit="percentunit",
         size=(8, 8),
+        links=[links.SERIES_NODE],
     )
     per_stream = [
         timeseries(
             "Egress per stream",
-            "Bits per second sent to viewers per stream, stacked.",
-            [target(named(bits(SENT)), NAMED_LEGEND)],
+            "Bits per second sent to viewers per stream, stacked: the $topn largest at each moment.",
+            [target(top(named(bits(SENT))), NAMED_LEGEND)],
             unit="bps",
             stacked=True,
             size=(12, 9),
+            links=[links.SERIES_STREAM],
         ),
         timeseries(
             "Ingest per stream",
-            "Bits per second each stream process reads (its source), stacked.",
-            [target(named(bits(READ)), NAMED_LEGEND)],
+            "Bits per second each stream process reads (its source), stacked: the $topn largest at each moment.",
+            [target(top(named(bits(READ))), NAMED_LEGEND)],
             unit="bps",
             stacked=True,
             size=(12, 9),
+            links=[links.SERIES_STREAM],
         ),
     ]
     by_place = [
@@ -125,14 +135,20 @@ def build() -> Json:
             unit="bps",
             stacked=True,
             size=(12, 9),
+            links=[links.SERIES_COUNTRY],
         ),
         timeseries(
-            "Egress by port",
-            "Bits per second the kernel sent on each viewer port (tcp_info of the sockets).",
-            [target(f"sum by (node, port) ({rate(SOCKETS, stream=False)}) * 8", "{{node}}:{{port}}")],
+            "Sent and received by port",
+            "Bits per second the kernel sent on each viewer port (tcp_info bytes_acked), stacked, and below "
+            "zero what viewers sent back (bytes_received: requests and acknowledgements).",
+            [
+                target(f"sum by (node, port) ({rate(SOCKETS, stream=False)}) * 8", "{{node}}:{{port}} sent"),
+                target(f"-sum by (node, port) ({rate(RECEIVED, stream=False)}) * 8", "{{node}}:{{port}} received"),
+            ],
             unit="bps",
-            stacked=True,
             size=(12, 9),
+            min_zero=False,
+            links=[links.SERIES_NODE],
         ),
     ]
     stream_bits = bits(SENT)
@@ -158,7 +174,11 @@ def build() -> Json:
             "Value #D": "95th percentile egress",
         },
         sort_by="Sent",
-        overrides=[override("Peak egress", unit="bps"), override("95th percentile egress", unit="bps")],
+        overrides=[
+            override("Peak egress", prop("unit", "bps")),
+            override("95th percentile egress", prop("unit", "bps")),
+            *links.stream_columns(),
+        ],
     )
     return dashboard(
         uid=UID,
@@ -166,5 +186,6 @@ def build() -> Json:
         description=f"Egress and ingest per node, stream and country; rates use {RATE}.",
         tags=["bandwidth"],
         variables=[datasource_variable(), *standard_variables()],
+        annotations=stream_events(),
         rows=[stats, [overall, utilization], per_stream, by_place, [over_range]],
     )

@@ -1,15 +1,20 @@
-"""Dashboard lint: the useful rules of Grafana's dashboard-linter, re-implemented for these dashboards.
+"""Dashboard lint: the rules of Grafana's dashboard-linter that neither the SDK nor a PromQL parser cover.
 
-:func:`lint` returns one message per problem (empty when the dashboard is clean):
+The SDK's typed builders make a misspelt option or a wrong value type a type error, and core.layout and
+core.numbered give positions, ids and refIds by construction; whether PromQL parses is left to the real
+parser (tests run every query through promtool and a real Prometheus). What is left, :func:`lint`
+checks, one message per problem (empty when the dashboard is clean):
 
-- a template variable ``datasource`` of type datasource for Prometheus, and every panel, target, query
-  variable and annotation using ``${datasource}``;
-- every panel has a description and a unit (rows, text and alert list panels have no values);
+- every panel, target, query variable and annotation uses a datasource variable (``${datasource}`` for
+  Prometheus, ``${viewers_api}`` for Infinity) that exists with that plugin type;
+- every panel has a description and a unit that Grafana knows (the SDK's unit list, as dashboard-linter's
+  panel-units-rule: no custom ``suffix:`` units);
 - counters (``*_total``) only inside rate, irate, increase, changes or resets;
 - rate and irate windows are ``$__rate_interval``; increase windows ``$__rate_interval`` or ``$__range``;
 - every ``$variable`` in a query is defined (or one of Grafana's built-in ones);
-- uid at most 40 characters, unique panel ids and target refIds, and grid positions inside 24 columns
-  without overlaps.
+- uid at most 40 characters; ``editable`` false, as the provisioning allows no saving.
+
+dashboard-linter's job/instance matcher rule is not applied: `node` is this fleet's target label.
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from exporter.dashboards.core import DATASOURCE, GRID_COLUMNS, Json
+from grafana_foundation_sdk.models import units
+
+from exporter.dashboards.core import PROMETHEUS, Json
+
+KNOWN_UNITS = frozenset(v for k, v in vars(units).items() if not k.startswith("_") and isinstance(v, str))
+"""Grafana's units, as the SDK lists them (models/units.py)."""
 
 MAX_UID = 40
 NO_VALUES = frozenset({"row", "text", "alertlist", "dashlist", "news"})
@@ -29,7 +39,8 @@ RATE_WINDOWS = {
     "increase": {"$__rate_interval", "$__range"},
 }
 BUILTIN_VARIABLES = frozenset(
-    {"__rate_interval", "__range", "__range_s", "__range_ms", "__interval", "__interval_ms", "__all"}
+    {"__rate_interval", "__range", "__range_s", "__range_ms", "__interval", "__interval_ms", "__all",
+     "__url_time_range", "__field", "__data", "__value"}
 )
 GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 KEYWORDS = GROUPING | {"bool", "offset", "and", "or", "unless", "atan2", "inf", "nan", "start", "end"}
@@ -94,10 +105,11 @@ def variables_used(text: str) -> set[str]:
 
 
 def _queries(board: Json) -> Iterator[tuple[str, Json]]:
-    """(where, query-like object) for every panel target, annotation and query variable."""
+    """(where, query) for every Prometheus panel target, annotation and query variable."""
     for panel in board.get("panels", []):
         for t in panel.get("targets", []):
-            yield f"panel {panel.get('id')} {panel.get('title')!r} target {t.get('refId')}", t
+            if t.get("datasource", {}).get("type") == PROMETHEUS:
+                yield f"panel {panel.get('id')} {panel.get('title')!r} target {t.get('refId')}", t
     for a in board.get("annotations", {}).get("list", []):
         if not a.get("builtIn"):
             yield f"annotation {a.get('name')!r}", a
@@ -114,40 +126,67 @@ def _query_text(query: Json) -> str:
     return str(expr or "")
 
 
+def _datasource_problem(ref: object, sources: dict[str, str]) -> str | None:
+    """Why ``ref`` is not ``{"type": T, "uid": "${var}"}`` with ``var`` a datasource variable of type T."""
+    if not isinstance(ref, dict):
+        return f"datasource must be a datasource variable, not {ref!r}"
+    uid = str(ref.get("uid", ""))
+    name = uid[2:-1] if uid.startswith("${") and uid.endswith("}") else None
+    if name is None or name not in sources:
+        return f"datasource {ref} must use a datasource variable (${{datasource}})"
+    if sources[name] != ref.get("type"):
+        return f"datasource {ref} is of type {ref.get('type')}, variable ${name} of type {sources[name]}"
+    return None
+
+
 def lint_datasources(board: Json) -> list[str]:
+    variables = board.get("templating", {}).get("list", [])
+    sources = {str(v.get("name")): str(v.get("query")) for v in variables if v.get("type") == "datasource"}
     problems = []
-    variables = {v.get("name"): v for v in board.get("templating", {}).get("list", [])}
-    ds = variables.get("datasource")
-    if ds is None or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+    if sources.get("datasource") != PROMETHEUS:
         problems.append("needs a template variable `datasource` of type datasource with query prometheus")
     for panel in board.get("panels", []):
-        if panel.get("type") != "row" and panel.get("datasource") != DATASOURCE:
-            problems.append(f"panel {panel.get('id')} {panel.get('title')!r}: datasource must be {DATASOURCE}")
-    for where, query in _queries(board):
-        if query.get("datasource") != DATASOURCE:
-            problems.append(f"{where}: datasource must be {DATASOURCE}")
+        where = f"panel {panel.get('id')} {panel.get('title')!r}"
+        problem = _datasource_problem(panel.get("datasource"), sources)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        for t in panel.get("targets", []):
+            problem = _datasource_problem(t.get("datasource"), sources)
+            if problem:
+                problems.append(f"{where} target {t.get('refId')}: {problem}")
+    for a in board.get("annotations", {}).get("list", []):
+        problem = None if a.get("builtIn") else _datasource_problem(a.get("datasource"), sources)
+        if problem:
+            problems.append(f"annotation {a.get('name')!r}: {problem}")
+    for v in variables:
+        problem = _datasource_problem(v.get("datasource"), sources) if v.get("type") == "query" else None
+        if problem:
+            problems.append(f"variable {v.get('name')!r}: {problem}")
     return problems
 
 
 def lint_panels(board: Json) -> list[str]:
     problems = []
-    ids: set[object] = set()
     for panel in board.get("panels", []):
         where = f"panel {panel.get('id')} {panel.get('title')!r}"
-        if panel.get("id") in ids:
-            problems.append(f"{where}: duplicate panel id")
-        ids.add(panel.get("id"))
         if panel.get("type") in NO_VALUES:
             continue
         if not str(panel.get("description", "")).strip():
             problems.append(f"{where}: no description")
-        if not panel.get("fieldConfig", {}).get("defaults", {}).get("unit"):
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        if not unit:
             problems.append(f"{where}: no unit (fieldConfig.defaults.unit)")
-        ref_ids = [t.get("refId") for t in panel.get("targets", [])]
-        if not ref_ids:
+        units_used = [unit] + [
+            p.get("value")
+            for o in panel.get("fieldConfig", {}).get("overrides", [])
+            for p in o.get("properties", [])
+            if p.get("id") == "unit"
+        ]
+        for u in units_used:
+            if u and u not in KNOWN_UNITS:
+                problems.append(f"{where}: unit {u!r} is not one of Grafana's units")
+        if not panel.get("targets"):
             problems.append(f"{where}: no queries")
-        if len(set(ref_ids)) != len(ref_ids):
-            problems.append(f"{where}: duplicate refId")
     return problems
 
 
@@ -163,32 +202,13 @@ def lint_queries(board: Json) -> list[str]:
     return problems
 
 
-def lint_grid(board: Json) -> list[str]:
-    problems = []
-    cells: dict[tuple[int, int], object] = {}
-    for panel in board.get("panels", []):
-        where = f"panel {panel.get('id')} {panel.get('title')!r}"
-        pos = panel.get("gridPos", {})
-        x, y, w, h = (pos.get(k) for k in ("x", "y", "w", "h"))
-        if not all(isinstance(n, int) for n in (x, y, w, h)):
-            problems.append(f"{where}: gridPos needs integer x, y, w, h")
-            continue
-        if x < 0 or y < 0 or w < 1 or h < 1 or x + w > GRID_COLUMNS:
-            problems.append(f"{where}: gridPos {pos} outside the {GRID_COLUMNS}-column grid")
-            continue
-        for cell in ((cx, cy) for cx in range(x, x + w) for cy in range(y, y + h)):
-            other = cells.setdefault(cell, panel.get("id"))
-            if other != panel.get("id"):
-                problems.append(f"{where}: overlaps panel {other}")
-                break
-    return problems
-
-
 def lint(board: Json) -> list[str]:
     problems = []
     uid = str(board.get("uid", ""))
     if not uid or len(uid) > MAX_UID:
         problems.append(f"uid {uid!r} must have 1 to {MAX_UID} characters")
-    for rule in (lint_datasources, lint_panels, lint_queries, lint_grid):
+    if board.get("editable") is not False:
+        problems.append("editable must be false: the provisioning (allowUiUpdates: false) cannot save edits")
+    for rule in (lint_datasources, lint_panels, lint_queries):
         problems += rule(board)
     return problems

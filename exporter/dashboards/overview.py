@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.models import common as common_model
+
+from exporter.dashboards import links
+from exporter.dashboards.annotations import stream_events
 from exporter.dashboards.core import (
     Json,
-    annotation,
     bargauge,
     dashboard,
     datasource_variable,
     override,
+    prop,
     stat,
     state_mapping,
     table,
     target,
     timeseries,
 )
-from exporter.dashboards.promql import NAMED_LEGEND, bits, named, sel, standard_variables
+from exporter.dashboards.promql import NAMED_LEGEND, bits, named, sel, standard_variables, top
 
 UID = "iptv-overview"
 
@@ -29,7 +33,7 @@ def build() -> Json:
             "Streams running now, of all declared and discovered streams (iptv_stream_up).",
             [target(f"sum({up})", "up", instant=True), target(f"count({up})", "total", instant=True)],
             unit="short",
-            text_mode="value_and_name",
+            text_mode=common_model.BigValueTextMode.VALUE_AND_NAME,
             graph=False,
         ),
         stat(
@@ -66,16 +70,18 @@ def build() -> Json:
             steps=((None, "green"), (1, "orange")),
         ),
     ]
-    top = bargauge(
+    top_viewers = bargauge(
         "Top streams by viewers",
-        "The ten streams with most viewers now, named from iptv_stream_info.",
+        "The ten streams with most viewers now, named from iptv_stream_info. Click a bar for its Stream health.",
         [target(f"topk(10, {named(viewers)})", NAMED_LEGEND)],
         unit="short",
         size=(12, 10),
+        links=[links.SERIES_STREAM],
     )
     alerts = table(
         "Firing alerts",
-        "Prometheus alerts firing now (ALERTS{alertstate=\"firing\"}), from the rules in prometheus/rules.",
+        "Prometheus alerts firing now (ALERTS{alertstate=\"firing\"}), from the rules in prometheus/rules. "
+        "Click a stream for its Stream health, a node for its node view.",
         [target('sum by (alertname, severity, node, stream) (ALERTS{alertstate="firing"})')],
         unit="short",
         size=(12, 10),
@@ -87,14 +93,16 @@ def build() -> Json:
             "Value": "Series",
         },
         sort_by="Severity",
+        overrides=links.stream_columns(name=None),
     )
     trends = [
         timeseries(
             "Viewers per stream",
-            "Viewers over time, stacked per stream.",
-            [target(named(viewers), NAMED_LEGEND)],
+            "Viewers over time, stacked, for the $topn streams with most viewers at each moment.",
+            [target(top(named(viewers)), NAMED_LEGEND)],
             unit="short",
             stacked=True,
+            links=[links.SERIES_STREAM],
         ),
         timeseries(
             "Egress per node",
@@ -102,6 +110,7 @@ def build() -> Json:
             [target(bits("iptv_stream_sent_bytes_total", by="node"), "{{node}}")],
             unit="bps",
             stacked=True,
+            links=[links.SERIES_NODE],
         ),
     ]
     sources = table(
@@ -118,10 +127,11 @@ def build() -> Json:
         overrides=[
             override(
                 "Up",
-                mappings=[state_mapping(("failing", "red"), ("ok", "green"))],
-                custom__cellOptions={"type": "color-text"},
+                prop("mappings", [state_mapping(("failing", "red"), ("ok", "green"))]),
+                prop("custom.cellOptions", {"type": "color-text"}),
             ),
-            override("Duration", unit="s"),
+            override("Duration", prop("unit", "s")),
+            links.node_column(),
         ],
     )
     return dashboard(
@@ -130,23 +140,6 @@ def build() -> Json:
         description="Streams up, viewers, lines, egress and firing alerts across the selected nodes.",
         tags=["overview"],
         variables=[datasource_variable(), *standard_variables()],
-        annotations=[
-            annotation(
-                "Restarts",
-                f"changes({sel('iptv_stream_restarts_total')}[2m]) > 0",
-                title="Restart {{stream}}",
-                text="Stream {{stream}} on {{node}} got a new process",
-                color="orange",
-                tag_keys="node,stream",
-            ),
-            annotation(
-                "Actions",
-                f"changes({sel('iptv_actions_total')}[2m]) > 0",
-                title="{{action}} {{stream}}: {{result}}",
-                text="Automatic {{action}} of stream {{stream}} on {{node}} ended {{result}}",
-                color="purple",
-                tag_keys="node,stream,action,result",
-            ),
-        ],
-        rows=[stats, [top, alerts], trends, [sources]],
+        annotations=stream_events(),
+        rows=[stats, [top_viewers, alerts], trends, [sources]],
     )

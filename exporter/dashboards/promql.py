@@ -6,11 +6,15 @@ only unique per node, so per-stream results are grouped ``by (node, stream)``.
 
 from __future__ import annotations
 
-from exporter.dashboards.core import Json, query_variable
+from grafana_foundation_sdk.builders import dashboard as dashboard_builder
+
+from exporter.dashboards.core import custom_variable, query_variable
 
 NODE = 'node=~"$node"'
 STREAM = 'stream=~"$stream"'
 RATE = "$__rate_interval"
+TOPN = "$topn"
+TOPN_CHOICES = ("5", "10", "20", "50", "100")
 
 
 def sel(metric: str, *matchers: str, stream: bool = True) -> str:
@@ -42,9 +46,36 @@ NAMED_LEGEND = "{{name}} ({{node}})"
 """Legend of a :func:`named` series: the stream's name and its node."""
 
 
-def standard_variables() -> list[Json]:
-    """`node` and `stream`, after the `datasource` variable (see core.datasource_variable)."""
+def top(expr: str) -> str:
+    """The ``$topn`` largest series of ``expr`` at each step: a per-stream chart stays readable at 500 streams."""
+    return f"topk({TOPN}, {expr})"
+
+
+STREAM_VARIABLE_QUERY = f'query_result({sel("iptv_stream_info", stream=False)})'
+STREAM_VARIABLE_REGEX = r'/name="(?<text>[^"]*)".*stream="(?<value>[^"]+)"/'
+"""Each result line reads ``iptv_stream_info{instance="...",job="iptv",name="BBC One",node="edge-1",
+stream="1"} 1 <ms>`` (labels sorted): the option shows the name, its value is the id."""
+
+
+def node_variable() -> dashboard_builder.QueryVariable:
+    return query_variable("node", "Node", "label_values(iptv_exporter_build_info, node)")
+
+
+def topn_variable() -> dashboard_builder.CustomVariable:
+    return custom_variable(
+        "topn",
+        "Top",
+        [(n, n) for n in TOPN_CHOICES],
+        all_value=None,
+        default="10",
+        description="How many streams the per-stream time series draw (the largest at each moment).",
+    )
+
+
+def standard_variables() -> list[dashboard_builder.QueryVariable | dashboard_builder.CustomVariable]:
+    """`node`, `stream` (names shown, ids as values) and `topn`, after the `datasource` variable."""
     return [
-        query_variable("node", "Node", "label_values(iptv_exporter_build_info, node)"),
-        query_variable("stream", "Stream", 'label_values(iptv_stream_info{node=~"$node"}, stream)'),
+        node_variable(),
+        query_variable("stream", "Stream", STREAM_VARIABLE_QUERY, regex=STREAM_VARIABLE_REGEX, query_type=3),
+        topn_variable(),
     ]

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from exporter.dashboards import links
+from exporter.dashboards.annotations import stream_events
 from exporter.dashboards.core import (
+    Cell,
     Json,
+    Override,
     dashboard,
     datasource_variable,
     override,
+    prop,
+    stat,
     state_mapping,
     table,
     target,
     timeseries,
 )
-from exporter.dashboards.promql import NAMED_LEGEND, named, rate, sel, standard_variables
+from exporter.dashboards.promql import NAMED_LEGEND, TOPN, named, rate, sel, standard_variables, top
 
 UID = "iptv-stream-health"
 
@@ -24,10 +30,14 @@ SCORE_STEPS = ((None, "red"), (50, "orange"), (80, "green"))
 """Red below 50, orange below 80, green from 80 (the score is 0-100)."""
 RATIO_STEPS = ((None, "red"), (0.5, "orange"), (0.8, "green"))
 
-FPS_UNIT = "suffix: fps"
-SPEED_UNIT = "suffix:×"
-
 UP_MAPPING = state_mapping(("down", "red"), ("up", "green"))
+PRESENT_MAPPING = state_mapping(("missing", "red"), ("present", "green"))
+COLOUR_TEXT = {"type": "color-text"}
+
+
+def over_range(counter: str) -> str:
+    """How much ``counter`` grew over the dashboard's time range, per series."""
+    return f"increase({sel(counter)}[$__range])"
 
 
 def per_stream(aggregation: str, expr: str) -> str:
@@ -35,11 +45,38 @@ def per_stream(aggregation: str, expr: str) -> str:
     return f"{aggregation} by (node, stream) ({expr})"
 
 
-def colour_cells(name: str) -> Json:
-    return override(name, custom__cellOptions={"type": "color-background", "mode": "basic"})
+def colour_cells(name: str) -> Override:
+    return override(name, prop("custom.cellOptions", {"type": "color-background", "mode": "basic"}))
 
 
-def score_panels() -> list[Json]:
+def letters(names: list[str]) -> dict[str, str]:
+    """``{"Value #A": names[0], ...}``: the value columns of a merged table, in query order."""
+    return {f"Value #{chr(ord('A') + i)}": name for i, name in enumerate(names)}
+
+
+STREAM_COLUMNS = {"node": "Node", "stream": "Stream", "name": "Name"}
+
+
+def signal(
+    title: str, description: str, expr: str, unit: str, *, worst: str = "top", size: tuple[int, int] = (8, 8)
+) -> Cell:
+    """One named series per stream (``expr`` grouped by (node, stream)), the ``$topn`` worst of them.
+
+    ``worst`` is ``top`` when high values are bad (age, drops, CPU), ``bottom`` when low ones are (fps).
+    """
+    picked = top(named(expr)) if worst == "top" else f"bottomk({TOPN}, {named(expr)})"
+    return timeseries(
+        title,
+        f"{description} The $topn {'highest' if worst == 'top' else 'lowest'} streams at each moment; "
+        "click a line for that stream alone.",
+        [target(picked, NAMED_LEGEND)],
+        unit=unit,
+        size=size,
+        links=[links.SERIES_STREAM],
+    )
+
+
+def score_panels() -> list[Cell]:
     score = per_stream("min", sel(SCORE))
     return [
         table(
@@ -48,27 +85,30 @@ def score_panels() -> list[Json]:
             "80, green above. The lowest first.",
             [target(named(score))],
             unit="none",
-            columns={"node": "Node", "stream": "Stream", "name": "Name", "Value": "Score"},
+            columns={**STREAM_COLUMNS, "Value": "Score"},
             steps=SCORE_STEPS,
-            overrides=[colour_cells("Score"), override("Score", min=0, max=100)],
+            overrides=[
+                colour_cells("Score"),
+                override("Score", prop("min", 0), prop("max", 100)),
+                *links.stream_columns(),
+            ],
             size=(10, 10),
         ),
-        timeseries(
+        signal(
             "Health score over time",
             "The health score per stream; dips show when and how long a stream was unhealthy.",
-            [target(named(score), NAMED_LEGEND)],
-            unit="none",
+            score,
+            "none",
+            worst="bottom",
             size=(14, 10),
         ),
     ]
 
 
-def component_panels() -> list[Json]:
+def component_panels() -> list[Cell]:
     def component(name: str) -> str:
         return per_stream("min", sel(COMPONENT, f'component="{name}"'))
 
-    columns = {"node": "Node", "stream": "Stream", "name": "Name"}
-    columns.update({f"Value #{chr(ord('A') + i)}": name for i, name in enumerate(COMPONENTS)})
     return [
         table(
             "Health components",
@@ -76,9 +116,9 @@ def component_panels() -> list[Json]:
             "is the weighted mean of progress, playlist, speed, errors and drops, times up. See docs/health.md.",
             [target(named(component(name))) for name in COMPONENTS],
             unit="percentunit",
-            columns=columns,
+            columns={**STREAM_COLUMNS, **letters(list(COMPONENTS))},
             steps=RATIO_STEPS,
-            overrides=[colour_cells(name) for name in COMPONENTS],
+            overrides=[*(colour_cells(name) for name in COMPONENTS), *links.stream_columns()],
             size=(14, 9),
         ),
         timeseries(
@@ -91,75 +131,117 @@ def component_panels() -> list[Json]:
     ]
 
 
-def status_table() -> Json:
-    def col(aggregation: str, expr: str) -> Json:
-        return target(named(per_stream(aggregation, expr)))
-
+def status_table() -> Cell:
+    names = ["State", "Processes", "Uptime", "Restarts", "FPS", "Speed", "Dropped", "Errors", "Progress age",
+             "Media time"]
     return table(
         "Stream status",
-        "One row per stream: running or not, uptime, restarts over the time range, frame rate, encoding "
-        "speed, dropped frames and errors per second, and the age of the HLS playlist.",
+        "One row per stream: running or not, its processes, uptime, restarts over the time range, frame rate, "
+        "encoding speed (1 = real time), dropped frames and errors per second, seconds since ffmpeg's last "
+        "progress report, and the media time its current run has written.",
         [
-            col("max", sel("iptv_stream_up")),
-            col("max", f"time() - {sel('iptv_stream_start_time_seconds')}"),
-            col("sum", f"increase({sel('iptv_stream_restarts_total')}[$__range])"),
-            col("avg", sel("iptv_stream_fps")),
-            col("avg", sel("iptv_stream_speed_ratio")),
-            col("sum", rate("iptv_stream_dropped_frames_total")),
-            col("sum", rate("iptv_stream_errors_total")),
-            col("max", f"time() - {sel('iptv_stream_playlist_updated_timestamp_seconds')}"),
+            target(named(per_stream("max", sel("iptv_stream_up")))),
+            target(named(per_stream("sum", sel("iptv_stream_processes")))),
+            target(named(per_stream("max", f"time() - {sel('iptv_stream_start_time_seconds')}"))),
+            target(named(per_stream("sum", f"increase({sel('iptv_stream_restarts_total')}[$__range])"))),
+            target(named(per_stream("avg", sel("iptv_stream_fps")))),
+            target(named(per_stream("avg", sel("iptv_stream_speed_ratio")))),
+            target(named(per_stream("sum", rate("iptv_stream_dropped_frames_total")))),
+            target(named(per_stream("sum", rate("iptv_stream_errors_total")))),
+            target(named(per_stream("max", f"time() - {sel('iptv_stream_progress_timestamp_seconds')}"))),
+            target(named(per_stream("max", sel("iptv_stream_output_time_seconds")))),
         ],
         unit="short",
         size=(24, 10),
-        columns={
-            "node": "Node",
-            "stream": "Stream",
-            "name": "Name",
-            "Value #A": "State",
-            "Value #B": "Uptime",
-            "Value #C": "Restarts",
-            "Value #D": "FPS",
-            "Value #E": "Speed",
-            "Value #F": "Dropped",
-            "Value #G": "Errors",
-            "Value #H": "Playlist age",
-        },
+        columns={**STREAM_COLUMNS, **letters(names)},
         overrides=[
-            override("State", mappings=[UP_MAPPING], custom__cellOptions={"type": "color-text"}),
-            override("Uptime", unit="s"),
-            override("Restarts", decimals=0),
-            override("FPS", unit=FPS_UNIT, decimals=1),
-            override("Speed", unit=SPEED_UNIT, decimals=2),
-            override("Dropped", unit=FPS_UNIT, decimals=2),
-            override("Errors", unit="cps", decimals=2),
-            override("Playlist age", unit="s"),
+            override("State", prop("mappings", [UP_MAPPING]), prop("custom.cellOptions", COLOUR_TEXT)),
+            override("Processes", prop("decimals", 0)),
+            override("Uptime", prop("unit", "s")),
+            override("Restarts", prop("decimals", 0)),
+            override("FPS", prop("unit", "none"), prop("decimals", 1)),
+            override("Speed", prop("unit", "none"), prop("decimals", 2)),
+            override("Dropped", prop("unit", "cps"), prop("decimals", 2)),
+            override("Errors", prop("unit", "cps"), prop("decimals", 2)),
+            override("Progress age", prop("unit", "s")),
+            override("Media time", prop("unit", "s")),
+            *links.stream_columns(),
         ],
     )
 
 
-def signal_panels() -> list[Json]:
-    def signal(title: str, description: str, expr: str, unit: str) -> Json:
-        """One series per stream, named: ``expr`` is grouped by (node, stream)."""
-        return timeseries(title, description, [target(named(expr), NAMED_LEGEND)], unit=unit, size=(8, 8))
+def hls_table() -> Cell:
+    names = ["Playlist", "Playlist age", "Segment", "Segments", "Output bitrate", "Discontinuities", "Sequence jumps"]
+    return table(
+        "HLS output",
+        "One row per stream: whether its playlist could be read, seconds since it was rewritten, the target "
+        "segment duration, segments listed, the newest segment's bitrate, and discontinuities and media "
+        "sequence jumps over the time range.",
+        [
+            target(named(per_stream("min", sel("iptv_stream_playlist_present")))),
+            target(named(per_stream("max", f"time() - {sel('iptv_stream_playlist_updated_timestamp_seconds')}"))),
+            target(named(per_stream("max", sel("iptv_stream_segment_duration_seconds")))),
+            target(named(per_stream("max", sel("iptv_stream_playlist_segments")))),
+            target(named(per_stream("sum", sel("iptv_stream_output_bytes_per_second")) + " * 8")),
+            target(named(per_stream("sum", over_range("iptv_stream_playlist_discontinuities_total")))),
+            target(named(per_stream("sum", over_range("iptv_stream_media_sequence_jumps_total")))),
+        ],
+        unit="short",
+        size=(24, 9),
+        columns={**STREAM_COLUMNS, **letters(names)},
+        overrides=[
+            override("Playlist", prop("mappings", [PRESENT_MAPPING]), prop("custom.cellOptions", COLOUR_TEXT)),
+            override("Playlist age", prop("unit", "s")),
+            override("Segment", prop("unit", "s")),
+            override("Segments", prop("decimals", 0)),
+            override("Output bitrate", prop("unit", "bps")),
+            override("Discontinuities", prop("decimals", 0)),
+            override("Sequence jumps", prop("decimals", 0)),
+            *links.stream_columns(),
+        ],
+    )
 
+
+def signal_panels() -> list[Cell]:
     return [
         signal(
             "Frame rate",
             "Frames per second ffmpeg reports on its -progress output.",
             per_stream("avg", sel("iptv_stream_fps")),
-            FPS_UNIT,
+            "none",
+            worst="bottom",
         ),
         signal(
             "Encoding speed",
             "ffmpeg's speed as a ratio of real time: below 1 the stream falls behind its source.",
             per_stream("avg", sel("iptv_stream_speed_ratio")),
-            SPEED_UNIT,
+            "none",
+            worst="bottom",
         ),
         signal(
             "Dropped frames",
             "Frames per second ffmpeg dropped.",
             per_stream("sum", rate("iptv_stream_dropped_frames_total")),
-            FPS_UNIT,
+            "cps",
+        ),
+        signal(
+            "Frames written",
+            "Frames per second ffmpeg wrote (iptv_stream_frames_total), lowest first: a stalled encoder drops to 0.",
+            per_stream("sum", rate("iptv_stream_frames_total")),
+            "cps",
+            worst="bottom",
+        ),
+        signal(
+            "Duplicated frames",
+            "Frames per second ffmpeg duplicated to keep the output rate (its input delivers too few).",
+            per_stream("sum", rate("iptv_stream_duplicated_frames_total")),
+            "cps",
+        ),
+        signal(
+            "Progress age",
+            "Seconds since ffmpeg's last -progress report: it stops advancing when ffmpeg stalls.",
+            per_stream("max", f"time() - {sel('iptv_stream_progress_timestamp_seconds')}"),
+            "s",
         ),
         signal(
             "Playlist age",
@@ -170,11 +252,12 @@ def signal_panels() -> list[Json]:
         ),
         timeseries(
             "Errors",
-            "Stream errors per second by kind (ffmpeg log errors, process exits).",
-            [target(f"sum by (node, stream, kind) ({rate('iptv_stream_errors_total')})",
+            "Stream errors per second by kind (input, decode, exit, other), the $topn largest.",
+            [target(top(f"sum by (node, stream, kind) ({rate('iptv_stream_errors_total')})"),
                     "{{stream}} ({{node}}) {{kind}}")],
             unit="cps",
             size=(8, 8),
+            links=[links.to_stream("${__field.labels.node}", "${__field.labels.stream}", "${__field.labels.stream}")],
         ),
         signal(
             "Restarts",
@@ -185,7 +268,91 @@ def signal_panels() -> list[Json]:
     ]
 
 
-def action_panels() -> list[Json]:
+def process_panels() -> list[Cell]:
+    return [
+        signal(
+            "CPU",
+            "CPU time of each stream's processes per second, as a share of one core (200% = two cores busy).",
+            per_stream("sum", rate("iptv_stream_cpu_seconds_total")),
+            "percentunit",
+            size=(6, 8),
+        ),
+        signal(
+            "Memory",
+            "Resident memory of each stream's processes.",
+            per_stream("sum", sel("iptv_stream_resident_memory_bytes")),
+            "bytes",
+            size=(6, 8),
+        ),
+        signal(
+            "Open files",
+            "Open file descriptors of each stream's processes: a steady climb is a leak (sockets, segments).",
+            per_stream("sum", sel("iptv_stream_open_fds")),
+            "short",
+            size=(6, 8),
+        ),
+        signal(
+            "Threads",
+            "Threads of each stream's processes.",
+            per_stream("sum", sel("iptv_stream_threads")),
+            "short",
+            size=(6, 8),
+        ),
+    ]
+
+
+def delivery_panels() -> list[Cell]:
+    responses = "iptv_stream_http_responses_total"
+    bad = per_stream("sum", rate(responses, 'code=~"4xx|5xx"'))
+    every = per_stream("sum", rate(responses))
+    return [
+        timeseries(
+            "HTTP responses by class",
+            "Requests per second for the selected streams by status class (access log), stacked.",
+            [target(f"sum by (code) ({rate(responses)})", "{{code}}")],
+            unit="reqps",
+            stacked=True,
+            size=(8, 8),
+        ),
+        signal(
+            "Failed requests",
+            "Share of each stream's requests answered 4xx or 5xx (expired segments, refused lines, origin "
+            "errors).",
+            f"{bad} / {every}",
+            "percentunit",
+        ),
+        signal(
+            "HLS output bitrate",
+            "Bits per second of each stream's newest HLS segment (size over its duration).",
+            per_stream("sum", sel("iptv_stream_output_bytes_per_second")) + " * 8",
+            "bps",
+        ),
+        timeseries(
+            "Discontinuities and sequence jumps",
+            "Playlist discontinuities and media-sequence jumps per stream (each a glitch players may show), "
+            "the $topn largest.",
+            [
+                target(top(named(per_stream("sum", f"increase({sel('iptv_stream_playlist_discontinuities_total')}"
+                                                   "[$__rate_interval])"))), f"{NAMED_LEGEND} discontinuities"),
+                target(top(named(per_stream("sum", f"increase({sel('iptv_stream_media_sequence_jumps_total')}"
+                                                   "[$__rate_interval])"))), f"{NAMED_LEGEND} jumps"),
+            ],
+            unit="short",
+            size=(12, 8),
+            links=[links.SERIES_STREAM],
+        ),
+        signal(
+            "Segments listed",
+            "Segments each playlist lists; a live playlist keeps a steady window.",
+            per_stream("max", sel("iptv_stream_playlist_segments")),
+            "short",
+            worst="bottom",
+            size=(12, 8),
+        ),
+    ]
+
+
+def action_panels() -> list[Cell]:
     return [
         table(
             "Recent actions",
@@ -199,16 +366,9 @@ def action_panels() -> list[Json]:
                 )
             ],
             unit="short",
-            size=(12, 8),
-            columns={
-                "node": "Node",
-                "stream": "Stream",
-                "name": "Name",
-                "action": "Action",
-                "result": "Result",
-                "Value": "Count",
-            },
-            overrides=[override("Count", decimals=0)],
+            size=(10, 8),
+            columns={**STREAM_COLUMNS, "action": "Action", "result": "Result", "Value": "Count"},
+            overrides=[override("Count", prop("decimals", 0)), *links.stream_columns()],
             sort_by="Count",
         ),
         timeseries(
@@ -222,27 +382,62 @@ def action_panels() -> list[Json]:
                 )
             ],
             unit="s",
-            size=(6, 8),
+            size=(5, 8),
         ),
         table(
             "Open restart circuits",
             "Streams whose restart budget is spent: automatic restarts stop until the window passes.",
             [target(named(per_stream("max", sel("iptv_restart_circuit_open")) + " == 1"))],
             unit="short",
-            size=(6, 8),
-            columns={"node": "Node", "stream": "Stream", "name": "Name", "Value": "Open"},
+            size=(5, 8),
+            columns={**STREAM_COLUMNS, "Value": "Open"},
+            overrides=links.stream_columns(),
+        ),
+        stat(
+            "Actions running",
+            "Actions running or being verified now (iptv_actions_in_progress).",
+            [target(f"sum({sel('iptv_actions_in_progress', stream=False)})")],
+            unit="short",
+            size=(4, 8),
+            steps=((None, "green"), (1, "blue")),
+        ),
+        timeseries(
+            "Webhook requests",
+            "Requests to the exporter's Alertmanager webhook per second by HTTP status (401: a wrong token, "
+            "400/413: a bad payload, 503: actions busy).",
+            [target(f"sum by (node, code) ({rate('iptv_webhook_requests_total', stream=False)})",
+                    "{{node}} {{code}}")],
+            unit="reqps",
+            size=(24, 6),
+            links=[links.SERIES_NODE],
         ),
     ]
 
 
 def build() -> Json:
     signals = signal_panels()
+    delivery = delivery_panels()
+    actions = action_panels()
     return dashboard(
         uid=UID,
         title="IPTV / Stream health",
         description="Per-stream health score and the signals behind it: process, ffmpeg progress, HLS output, "
-        "errors and automatic actions.",
+        "delivery, errors and automatic actions.",
         tags=["health"],
         variables=[datasource_variable(), *standard_variables()],
-        rows=[score_panels(), component_panels(), [status_table()], signals[:3], signals[3:], action_panels()],
+        annotations=stream_events(),
+        rows=[
+            score_panels(),
+            component_panels(),
+            [status_table()],
+            [hls_table()],
+            signals[:3],
+            signals[3:6],
+            signals[6:],
+            process_panels(),
+            delivery[:3],
+            delivery[3:],
+            actions[:4],
+            actions[4:],
+        ],
     )

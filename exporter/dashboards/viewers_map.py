@@ -7,26 +7,38 @@ matchers on the same label. ISP series carry no country, so the ISP table ignore
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import common as common_builder
+from grafana_foundation_sdk.builders import geomap as geomap_builder
+from grafana_foundation_sdk.models import common as common_model
+from grafana_foundation_sdk.models import dashboard as dashboard_model
+from grafana_foundation_sdk.models import geomap as geomap_model
+
+from exporter.dashboards import links
 from exporter.dashboards.continents import continent_regexes
 from exporter.dashboards.core import (
-    GREEN,
+    DATASOURCE,
+    Cell,
     Json,
+    as_builder,
+    colour,
     custom_variable,
     dashboard,
     datasource_variable,
-    panel,
+    numbered,
     query_variable,
     stat,
     table,
     target,
+    thresholds,
     timeseries,
 )
-from exporter.dashboards.promql import NODE, sel
+from exporter.dashboards.promql import NODE, node_variable, rate, sel
 
 UID = "iptv-viewers-map"
 
 REGION = f'{NODE}, country=~"${{continent:raw}}", country=~"$country"'
 VALUE = "connections"
+SESSIONS = "iptv_viewer_session_duration_seconds"
 
 
 def geo(metric: str) -> str:
@@ -50,60 +62,112 @@ def marker_style(text_field: str, *, max_size: int, opacity: float) -> Json:
     }
 
 
-def geomap() -> Json:
+def markers(name: str, ref: str, location: common_builder.FrameGeometrySource, style: Json, *,
+            legend: bool) -> common_builder.MapLayerOptions:
+    return (
+        common_builder.MapLayerOptions()
+        .type("markers")
+        .name(name)
+        .tooltip(True)
+        .filter_data({"id": "byRefId", "options": ref})
+        .location(location)
+        .config({"showLegend": legend, "style": style})
+    )
+
+
+def geomap() -> Cell:
     """Countries as circles at the gazetteer's centroid, cities as circles at their coordinates.
 
     Query A (countries) feeds the first layer, query B (cities) the second; both are instant tables whose
     value column is renamed to ``connections`` so the layers size and colour by it. Latitude and longitude
-    arrive as label strings and are converted to numbers.
+    arrive as label strings and are converted to numbers. A click on a country offers its live viewers.
     """
-    countries_layer = {
-        "type": "markers",
-        "name": "Countries",
-        "tooltip": True,
-        "filterData": {"id": "byRefId", "options": "A"},
-        "location": {"mode": "lookup", "lookup": "country", "gazetteer": "public/gazetteer/countries.json"},
-        "config": {"showLegend": True, "style": marker_style("country", max_size=40, opacity=0.4)},
-    }
-    cities_layer = {
-        "type": "markers",
-        "name": "Cities",
-        "tooltip": True,
-        "filterData": {"id": "byRefId", "options": "B"},
-        "location": {"mode": "coords", "latitude": "latitude", "longitude": "longitude"},
-        "config": {"showLegend": False, "style": marker_style("city", max_size=16, opacity=0.8)},
-    }
-    rename = {name: VALUE for name in ("Value", "Value #A", "Value #B")}
-    return panel(
-        "geomap",
-        "Viewers map",
-        "Connections per country (circle at the country's centre, sized and coloured by connections) and "
-        "per city (top cities by connections, at their coordinates).",
-        [target(COUNTRIES, table=True), target(CITIES, table=True)],
-        unit="short",
-        size=(16, 14),
-        defaults={"color": {"mode": "continuous-GrYlRd"}, "thresholds": GREEN},
-        options={
-            "view": {"id": "zero", "lat": 30, "lon": 10, "zoom": 1.5, "allLayers": True},
-            "controls": {"showZoom": True, "mouseWheelZoom": True, "showAttribution": True},
-            "basemap": {"type": "default", "name": "Basemap", "config": {}},
-            "layers": [countries_layer, cities_layer],
-            "tooltip": {"mode": "details"},
-        },
-        transformations=[
-            {
-                "id": "convertFieldType",
-                "options": {
-                    "fields": {},
-                    "conversions": [
-                        {"targetField": "latitude", "destinationType": "number"},
-                        {"targetField": "longitude", "destinationType": "number"},
-                    ],
-                },
-            },
-            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename}},
-        ],
+    countries_layer = markers(
+        "Countries",
+        "A",
+        common_builder.FrameGeometrySource()
+        .mode(common_model.FrameGeometrySourceMode.LOOKUP)
+        .lookup("country")
+        .gazetteer("public/gazetteer/countries.json"),
+        marker_style("country", max_size=40, opacity=0.4),
+        legend=True,
     )
+    cities_layer = markers(
+        "Cities",
+        "B",
+        common_builder.FrameGeometrySource()
+        .mode(common_model.FrameGeometrySourceMode.COORDS)
+        .latitude("latitude")
+        .longitude("longitude"),
+        marker_style("city", max_size=16, opacity=0.8),
+        legend=False,
+    )
+    rename = {name: VALUE for name in ("Value", "Value #A", "Value #B")}
+    panel = (
+        geomap_builder.Panel()
+        .title("Viewers map")
+        .description(
+            "Connections per country (circle at the country's centre, sized and coloured by connections) and "
+            "per city (top cities by connections, at their coordinates). Click a country for who watches "
+            "from there now."
+        )
+        .datasource(DATASOURCE)
+        .targets(numbered([target(COUNTRIES, table=True), target(CITIES, table=True)]))
+        .unit("short")
+        .color_scheme(colour(dashboard_model.FieldColorModeId.CONTINUOUS_GR_YL_RD))
+        .thresholds(thresholds((None, "green")))
+        .data_links([as_builder(links.to_viewers("${__data.fields.country}"))])
+        .view(geomap_builder.MapViewConfig().id("zero").lat(30).lon(10).zoom(2).all_layers(True))
+        .controls(geomap_builder.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_attribution(True))
+        .basemap(common_builder.MapLayerOptions().type("default").name("Basemap").config({}))
+        .layers([countries_layer, cities_layer])
+        .tooltip(geomap_builder.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
+        .transformations(
+            [
+                dashboard_model.DataTransformerConfig(
+                    id_val="convertFieldType",
+                    options={
+                        "fields": {},
+                        "conversions": [
+                            {"targetField": "latitude", "destinationType": "number"},
+                            {"targetField": "longitude", "destinationType": "number"},
+                        ],
+                    },
+                ),
+                dashboard_model.DataTransformerConfig(
+                    id_val="organize", options={"excludeByName": {"Time": True}, "renameByName": rename}
+                ),
+            ]
+        )
+    )
+    return Cell(panel, 16, 14)
+
+
+def session_panels() -> list[Cell]:
+    def quantile(q: str) -> str:
+        return f"histogram_quantile({q}, sum by (le) ({rate(SESSIONS + '_bucket', stream=False)}))"
+
+    return [
+        timeseries(
+            "Session duration",
+            "How long ended viewing sessions lasted (a client on a stream from its first request until the "
+            "viewer window passed without one): median, 90th percentile and mean.",
+            [
+                target(quantile("0.5"), "median"),
+                target(quantile("0.9"), "90th percentile"),
+                target(f"sum({rate(SESSIONS + '_sum', stream=False)}) / sum({rate(SESSIONS + '_count', stream=False)})",
+                       "mean"),
+            ],
+            unit="s",
+        ),
+        timeseries(
+            "Sessions ended",
+            "Viewing sessions that ended per minute, per node.",
+            [target(f"sum by (node) ({rate(SESSIONS + '_count', stream=False)}) * 60", "{{node}}")],
+            unit="cpm",
+            links=[links.SERIES_NODE],
+        ),
+    ]
 
 
 def build() -> Json:
@@ -146,6 +210,7 @@ def build() -> Json:
         size=(8, 14),
         columns={"country": "Country", "Value": "Connections"},
         sort_by="Connections",
+        overrides=[links.country_column()],
     )
     over_time = timeseries(
         "Connections by country over time",
@@ -153,6 +218,7 @@ def build() -> Json:
         [target(COUNTRIES, "{{country}}")],
         unit="short",
         stacked=True,
+        links=[links.SERIES_COUNTRY],
     )
     isps = table(
         "Connections by ISP",
@@ -176,10 +242,11 @@ def build() -> Json:
             "Value": "Connections",
         },
         sort_by="Connections",
+        overrides=[links.country_column()],
     )
     variables = [
         datasource_variable(),
-        query_variable("node", "Node", "label_values(iptv_exporter_build_info, node)"),
+        node_variable(),
         custom_variable(
             "continent",
             "Continent",
@@ -198,6 +265,6 @@ def build() -> Json:
         description="Where viewers connect from: countries, cities and networks, filtered by region.",
         tags=["viewers", "geo"],
         variables=variables,
-        rows=[stats, [geomap(), countries], [over_time, isps], [cities]],
+        rows=[stats, [geomap(), countries], [over_time, isps], [cities], session_panels()],
     )
 
