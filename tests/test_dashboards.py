@@ -1,23 +1,32 @@
-"""Dashboards: drift check, lint (each rule shown to fire), and every query run against a real Prometheus."""
+"""Dashboards: drift check, lint (each rule shown to fire), every query through promtool's parser and a real
+Prometheus, drill-down links and stream names on real results, every documented metric charted, and the
+live viewers table's columns against a running exporter's JSON."""
 
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from exporter.dashboards import OUTPUT_DIR, build_all, render
 from exporter.dashboards.__main__ import differences, main
 from exporter.dashboards.continents import CONTINENTS
-from exporter.dashboards.core import Json, layout, panel, target
+from exporter.dashboards.core import GRAFANA_VERSION, Cell, layout, stat, target
+from exporter.dashboards.infinity import INFINITY, INFINITY_VERSION
 from exporter.dashboards.lint import expr_problems, lint, tokens
-from tests.helpers import REPO
+from exporter.dashboards.live_viewers import COLUMNS
+from exporter.dashboards.promql import STREAM_VARIABLE_REGEX
+from tests.helpers import REPO, Proc, free_port, require_binary, wait_until
 from tests.promserver import (
     Series,
     api,
@@ -30,8 +39,12 @@ from tests.promserver import (
     wait_for_rules,
 )
 
+Json = dict[str, Any]
 BOARDS = build_all()
-UIDS = {"iptv-overview", "iptv-bandwidth", "iptv-viewers-map", "iptv-stream-health"}
+UIDS = {"iptv-overview", "iptv-bandwidth", "iptv-viewers-map", "iptv-stream-health", "iptv-node",
+        "iptv-live-viewers"}
+STREAM_BOARDS = {"iptv-overview", "iptv-bandwidth", "iptv-stream-health"}
+"""Dashboards with a `stream` filter over Prometheus: each draws restarts and circuit openings."""
 
 
 # --- generated files -------------------------------------------------------------------------------
@@ -57,6 +70,11 @@ def test_check_lists_missing_stale_and_extra_files(tmp_path: Path, capsys: pytes
     assert "hand-made.json: not generated" in err
 
 
+def variable_query(variable: Json) -> str:
+    query = variable["query"]
+    return str(query["query"] if isinstance(query, dict) else query)
+
+
 def test_dashboards_have_fixed_uids_tag_links_and_variables() -> None:
     assert {board["uid"] for board in BOARDS.values()} == UIDS
     for board in BOARDS.values():
@@ -64,12 +82,62 @@ def test_dashboards_have_fixed_uids_tag_links_and_variables() -> None:
         assert board["schemaVersion"] >= 39
         assert [(link["type"], link["tags"]) for link in board["links"]] == [("dashboards", ["iptv"])]
         variables = {v["name"]: v for v in board["templating"]["list"]}
-        assert variables["node"]["definition"] == "label_values(iptv_exporter_build_info, node)"
+        assert variable_query(variables["node"]) == "label_values(iptv_exporter_build_info, node)"
         assert variables["node"]["multi"] and variables["node"]["includeAll"]
-        if board["uid"] != "iptv-viewers-map":
-            assert variables["stream"]["definition"] == 'label_values(iptv_stream_info{node=~"$node"}, stream)'
+        if board["uid"] in STREAM_BOARDS:
+            stream = variables["stream"]
+            assert variable_query(stream) == 'query_result(iptv_stream_info{node=~"$node"})'
+            assert stream["regex"] == STREAM_VARIABLE_REGEX
+            assert [o["value"] for o in variables["topn"]["options"]] == ["5", "10", "20", "50", "100"]
     map_vars = [v["name"] for v in BOARDS["iptv-viewers-map.json"]["templating"]["list"]]
     assert map_vars == ["datasource", "node", "continent", "country"]
+
+
+def test_dashboards_are_read_only_like_their_provisioning() -> None:
+    providers = yaml.safe_load((REPO / "grafana/provisioning/dashboards/iptv.yml").read_text())
+    (provider,) = providers["providers"]
+    assert provider["allowUiUpdates"] is False
+    assert all(board["editable"] is False for board in BOARDS.values())
+
+
+def test_dashboards_declare_inputs_and_requirements_for_import() -> None:
+    """grafana.com import: one input per datasource variable (its current value is the input), and a
+    requirement for Grafana, each datasource plugin and each panel type used."""
+    for board in BOARDS.values():
+        variables = {v["name"]: v for v in board["templating"]["list"] if v["type"] == "datasource"}
+        inputs = {i["name"]: i for i in board["__inputs"]}
+        assert {v["current"]["value"] for v in variables.values()} == {f"${{{name}}}" for name in inputs}
+        for v in variables.values():
+            assert inputs[v["current"]["value"][2:-1]]["pluginId"] == v["query"]
+        requires = {(r["type"], r["id"]): r["version"] for r in board["__requires"]}
+        assert requires[("grafana", "grafana")] == GRAFANA_VERSION
+        assert {("datasource", v["query"]) for v in variables.values()} <= set(requires)
+        panel_types = {p["type"] for p in board["panels"]}
+        assert {t for kind, t in requires if kind == "panel"} == panel_types
+
+
+def test_sdk_and_plugin_are_pinned_to_what_compose_runs() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    grafana = compose["services"]["grafana"]
+    assert grafana["image"].endswith(f":{GRAFANA_VERSION}")
+    sdk = importlib.metadata.version("grafana-foundation-sdk")
+    assert sdk.split("!")[-1].rsplit(".", 1)[0] == GRAFANA_VERSION.rsplit(".", 1)[0], sdk
+    assert grafana["environment"]["GF_INSTALL_PLUGINS"] == f"{INFINITY.plugin_id} {INFINITY_VERSION}"
+
+
+def test_live_refresh_is_offered_and_the_viewers_table_moves_every_5s() -> None:
+    for board in BOARDS.values():
+        assert "5s" in board["timepicker"]["refresh_intervals"]
+    assert BOARDS["iptv-live-viewers.json"]["refresh"] == "5s"
+    assert BOARDS["iptv-overview.json"]["refresh"] == "30s"
+
+
+def test_every_stream_dashboard_draws_restarts_and_circuit_openings() -> None:
+    for board in BOARDS.values():
+        if board["uid"] not in STREAM_BOARDS:
+            continue
+        names = {a["name"] for a in board["annotations"]["list"]}
+        assert {"Restarts", "Actions", "Restart circuit open"} <= names, board["uid"]
 
 
 def test_geomap_has_country_lookup_and_city_coordinate_layers() -> None:
@@ -105,6 +173,18 @@ def test_dashboard_passes_lint(name: str) -> None:
 
 def first_panel(board: Json) -> Json:
     return next(p for p in board["panels"] if p.get("targets"))
+
+
+def _custom_unit(b: Json) -> None:
+    first_panel(b)["fieldConfig"]["defaults"]["unit"] = "suffix: fps"
+
+
+def _editable(b: Json) -> None:
+    b["editable"] = True
+
+
+def _wrong_type(b: Json) -> None:
+    first_panel(b)["datasource"] = {"type": "loki", "uid": "${datasource}"}
 
 
 def _drop_datasource_variable(b: Json) -> None:
@@ -143,36 +223,19 @@ def _long_uid(b: Json) -> None:
     b["uid"] = "iptv-" + "x" * 40
 
 
-def _duplicate_id(b: Json) -> None:
-    b["panels"][1]["id"] = b["panels"][0]["id"]
-
-
-def _too_wide(b: Json) -> None:
-    b["panels"][0]["gridPos"]["x"] = 22
-
-
-def _overlap(b: Json) -> None:
-    b["panels"][1]["gridPos"] = dict(b["panels"][0]["gridPos"])
-
-
-def _duplicate_ref(b: Json) -> None:
-    first_panel(b)["targets"].append(dict(first_panel(b)["targets"][0]))
-
-
 BREAKAGES: dict[str, tuple[Callable[[Json], None], str]] = {
     "datasource variable": (_drop_datasource_variable, "template variable `datasource`"),
-    "panel datasource": (_panel_datasource, "datasource must be"),
-    "target datasource": (_target_datasource, "target A: datasource must be"),
+    "panel datasource": (_panel_datasource, "must use a datasource variable"),
+    "target datasource": (_target_datasource, "target A: datasource {'type': 'prometheus', 'uid': 'prometheus'}"),
     "description": (_no_description, "no description"),
     "unit": (_no_unit, "no unit"),
     "counter": (_raw_counter, "counter iptv_stream_sent_bytes_total used outside"),
     "rate window": (_fixed_rate_window, "rate() window [5m] should be $__rate_interval"),
     "variable": (_undefined_variable, "undefined variable $nodes"),
     "uid": (_long_uid, "must have 1 to 40 characters"),
-    "panel id": (_duplicate_id, "duplicate panel id"),
-    "grid width": (_too_wide, "outside the 24-column grid"),
-    "grid overlap": (_overlap, "overlaps panel"),
-    "refId": (_duplicate_ref, "duplicate refId"),
+    "custom unit": (_custom_unit, "unit 'suffix: fps' is not one of Grafana's units"),
+    "editable": (_editable, "editable must be false"),
+    "datasource type": (_wrong_type, "is of type loki, variable $datasource of type prometheus"),
 }
 
 
@@ -209,10 +272,31 @@ def test_tokens_keep_strings_and_windows_whole() -> None:
                      ("window", "[5m]"), ("close", ")")]
 
 
-def test_layout_rejects_a_row_wider_than_the_grid() -> None:
-    wide = panel("stat", "t", "d", [target("1")], unit="short", size=(13, 4))
+def test_layout_places_rows_and_rejects_a_row_wider_than_the_grid() -> None:
+    def cell(width: int, height: int) -> Cell:
+        return stat("t", "d", [target("1")], unit="short", size=(width, height))
+
+    placed = [p.build() for p in layout([[cell(12, 4), cell(12, 6)], [cell(24, 3)]])]
+    assert [(p.id_val, p.grid_pos.x, p.grid_pos.y, p.grid_pos.w, p.grid_pos.h) for p in placed if p.grid_pos] == [
+        (1, 0, 0, 12, 4), (2, 12, 0, 12, 6), (3, 0, 6, 24, 3)]
     with pytest.raises(ValueError, match="wider than 24"):
-        layout([[wide, wide]])
+        layout([[cell(13, 4), cell(13, 4)]])
+
+
+def test_every_panel_has_unique_ids_and_refids_inside_the_grid() -> None:
+    """What core.layout and core.numbered guarantee, checked on the generated JSON."""
+    for board in BOARDS.values():
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)) and ids == list(range(1, len(ids) + 1))
+        cells: set[tuple[int, int]] = set()
+        for p in board["panels"]:
+            pos = p["gridPos"]
+            assert pos["x"] + pos["w"] <= 24
+            mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
+            assert not mine & cells, (board["uid"], p["title"])
+            cells |= mine
+            refs = [t["refId"] for t in p["targets"]]
+            assert refs == [chr(ord("A") + i) for i in range(len(refs))]
 
 
 # --- every query against a real Prometheus ----------------------------------------------------------
@@ -222,6 +306,7 @@ SUBSTITUTIONS = {
     "__interval": "1m",
     "__range": "1h",
     "datasource": "prometheus",
+    "topn": "10",
 }
 """Template variables become what Grafana would send; the others (node, stream, ...) select all: ``.*``."""
 
@@ -245,6 +330,35 @@ CITIES = {
 }
 ISPS = [("3320", "Deutsche Telekom AG"), ("2856", "British Telecommunications PLC"), ("0", "other")]
 SOURCES = ("processes", "sockets", "accesslog", "progress", "hls")
+
+
+def node_exporter_series(node_name: str, t0: float) -> list[Series]:
+    """node_exporter's series for one node, labelled as prometheus.yml labels the `node` job."""
+    out: list[Series] = []
+
+    def const(v: float) -> Callable[[float], float]:
+        return lambda t: v
+
+    def per_second(v: float) -> Callable[[float], float]:
+        return lambda t: v * (t - t0)
+
+    def node(metric: str, fn: Callable[[float], float], **labels: str) -> None:
+        out.append((metric, {"instance": f"{node_name}:9100", "job": "node", "node": node_name, **labels}, fn))
+
+    for cpu in ("0", "1", "2", "3"):
+        node("node_cpu_seconds_total", per_second(0.6), cpu=cpu, mode="idle")
+        node("node_cpu_seconds_total", per_second(0.4), cpu=cpu, mode="user")
+    node("node_memory_MemTotal_bytes", const(16e9))
+    node("node_memory_MemAvailable_bytes", const(9e9))
+    for device, tx in (("eth0", 4e7), ("lo", 1e6), ("veth1a2b", 1e5)):
+        node("node_network_transmit_bytes_total", per_second(tx), device=device)
+        node("node_network_receive_bytes_total", per_second(tx / 20), device=device)
+    node("node_filesystem_size_bytes", const(5e11), device="/dev/sda1", fstype="ext4", mountpoint="/")
+    node("node_filesystem_avail_bytes", const(2e11), device="/dev/sda1", fstype="ext4", mountpoint="/")
+    node("node_filesystem_size_bytes", const(1e9), device="tmpfs", fstype="tmpfs", mountpoint="/run")
+    node("node_filesystem_avail_bytes", const(1e9), device="tmpfs", fstype="tmpfs", mountpoint="/run")
+    node("node_disk_written_bytes_total", per_second(2e6), device="sda")
+    return out
 
 
 def sample_series(now: float) -> list[Series]:
@@ -295,6 +409,21 @@ def sample_series(now: float) -> list[Series]:
                 action="restart", le=le)
         add("iptv_action_duration_seconds_sum", lambda t: 4.0 * actions(t), action="restart")
         add("iptv_action_duration_seconds_count", actions, action="restart")
+        add("iptv_actions_in_progress", const(0))
+        for code, per_s in (("200", 0.01), ("401", 0.001)):
+            add("iptv_webhook_requests_total", per_second(per_s), code=code)
+        add("iptv_error_log_files", const(3))
+        add("iptv_accesslog_lines_total", per_second(40))
+        add("iptv_accesslog_skipped_lines_total", per_second(0.1))
+        add("iptv_accesslog_rotations_total", lambda t: float((t - t0) // 3600))
+        for via in ("file", "push"):
+            add("iptv_progress_skipped_lines_total", per_second(0.01), via=via)
+        add("iptv_progress_push_rejected_total", per_second(0.01), reason="forbidden")
+        for le, share in (("60", 0.2), ("600", 0.6), ("3600", 0.9), ("+Inf", 1.0)):
+            add("iptv_viewer_session_duration_seconds_bucket", per_second(0.05 * share), le=le)
+        add("iptv_viewer_session_duration_seconds_sum", per_second(0.05 * 900))
+        add("iptv_viewer_session_duration_seconds_count", per_second(0.05))
+        out.extend(node_exporter_series(node, t0))
 
     for node, stream, title, viewers in STREAMS:
         base = {"instance": NODES[node], "job": "iptv", "node": node, "stream": stream}
@@ -320,6 +449,15 @@ def sample_series(now: float) -> list[Series]:
         slow = stream == "2"
         add_s("iptv_stream_cpu_seconds_total", per_second(0.4))
         add_s("iptv_stream_resident_memory_bytes", const(8e7))
+        add_s("iptv_stream_processes", const(1))
+        add_s("iptv_stream_open_fds", const(24))
+        add_s("iptv_stream_threads", const(9))
+        started = restart_at if restarted else t0
+        add_s("iptv_stream_output_time_seconds", lambda t, started=started: t - started)
+        add_s("iptv_stream_playlist_present", const(1))
+        add_s("iptv_stream_playlist_segments", const(6))
+        add_s("iptv_stream_playlist_discontinuities_total", after(restart_at) if restarted else const(0))
+        add_s("iptv_stream_media_sequence_jumps_total", after(restart_at) if restarted else const(0))
         add_s("iptv_stream_read_bytes_total", per_second(5e5))
         add_s("iptv_stream_fps", const(24.0 if slow else 25.0))
         add_s("iptv_stream_speed_ratio", const(0.9 if slow else 1.0))
@@ -333,6 +471,7 @@ def sample_series(now: float) -> list[Series]:
         add_s("iptv_stream_viewers", const(viewers))
         add_s("iptv_stream_sent_bytes_total", per_second(viewers * 5e5))
         add_s("iptv_stream_http_responses_total", per_second(viewers * 0.2), code="2xx")
+        add_s("iptv_stream_http_responses_total", per_second(viewers * 0.002), code="4xx")
     return out
 
 
@@ -367,10 +506,28 @@ def substitute(expr: str) -> str:
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
 
 
+def prometheus_targets(p: Json) -> list[Json]:
+    return [t for t in p.get("targets", []) if t["datasource"]["type"] == "prometheus"]
+
+
+def all_exprs() -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target, annotation and query variable of every dashboard."""
+    for _, board in sorted(BOARDS.items()):
+        for p in board["panels"]:
+            for t in prometheus_targets(p):
+                yield f"{board['uid']}/{p['title']}/{t['refId']}", t["expr"]
+        for a in board["annotations"]["list"]:
+            if "expr" in a:
+                yield f"{board['uid']}/@{a['name']}", a["expr"]
+        for v in board["templating"]["list"]:
+            if v["type"] == "query":
+                yield f"{board['uid']}/${v['name']}", variable_query(v)
+
+
 def queries() -> Iterator[Any]:
     for _, board in sorted(BOARDS.items()):
         for p in board["panels"]:
-            for t in p.get("targets", []):
+            for t in prometheus_targets(p):
                 yield pytest.param(p, t, id=f"{board['uid']}/{p['id']}-{p['title']}/{t['refId']}")
         for a in board["annotations"]["list"]:
             if "expr" in a:
@@ -409,17 +566,55 @@ def variable_queries() -> Iterator[Any]:
     for board in BOARDS.values():
         for v in board["templating"]["list"]:
             if v["type"] == "query":
-                yield pytest.param(v["definition"], id=f"{board['uid']}/${v['name']}")
+                yield pytest.param(v, id=f"{board['uid']}/${v['name']}")
+
+
+def grafana_regex(regex: str) -> re.Pattern[str]:
+    """A Grafana variable regex (``/.../`` with ``(?<name>...)`` groups) in Python's dialect."""
+    assert regex.startswith("/") and regex.endswith("/"), regex
+    return re.compile(regex[1:-1].replace("(?<", "(?P<"))
+
+
+def query_result_lines(url: str, expr: str) -> list[str]:
+    """What Grafana's `query_result()` variable query makes of each result series: ``name{l="v",...} v t``
+    (labels as Prometheus returns them, sorted)."""
+    lines = []
+    for series in query(url, expr):
+        labels = dict(series["metric"])
+        name = labels.pop("__name__", "")
+        text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        lines.append(f"{name}{{{text}}} {series['value'][1]} {int(float(series['value'][0]) * 1000)}")
+    return lines
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("definition", list(variable_queries()))
-def test_variable_query_finds_values(prometheus: str, definition: str) -> None:
-    match = re.fullmatch(r"label_values\((.+), (\w+)\)", substitute(definition))
+@pytest.mark.parametrize("variable", list(variable_queries()))
+def test_variable_query_finds_values(prometheus: str, variable: Json) -> None:
+    definition = substitute(variable_query(variable))
+    if variable["query"]["qryType"] == 3:
+        inner = re.fullmatch(r"query_result\((.+)\)", definition)
+        assert inner, definition
+        pattern = grafana_regex(variable["regex"])
+        options = {(m["text"], m["value"]) for line in query_result_lines(prometheus, inner.group(1))
+                   if (m := pattern.search(line))}
+        assert options, definition
+        return
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", definition)
     assert match, definition
     selector, label = match.groups()
     body = api(prometheus, f"label/{label}/values", {"match[]": selector})
     assert body["status"] == "success" and body["data"], (definition, body)
+
+
+@pytest.mark.slow
+def test_stream_variable_shows_names_and_keeps_ids_as_values(prometheus: str) -> None:
+    variable = next(v for v in BOARDS["iptv-stream-health.json"]["templating"]["list"] if v["name"] == "stream")
+    inner = re.fullmatch(r"query_result\((.+)\)", substitute(variable_query(variable)))
+    assert inner
+    pattern = grafana_regex(variable["regex"])
+    options = {(m["text"], m["value"]) for line in query_result_lines(prometheus, inner.group(1))
+               if (m := pattern.search(line))}
+    assert options == {(name, stream) for _, stream, name, _ in STREAMS}
 
 
 @pytest.mark.slow
@@ -443,12 +638,8 @@ def test_continent_variable_filters_countries(prometheus: str) -> None:
 
 
 def test_sample_data_covers_every_metric_the_dashboards_use() -> None:
-    used = set()
-    for board in BOARDS.values():
-        for p in board["panels"]:
-            for t in p.get("targets", []):
-                used |= {tok.text for tok in tokens(t["expr"]) if tok.kind == "ident"}
-    used = {name for name in used if name.startswith("iptv_")}
+    used = {tok.text for _, expr in all_exprs() for tok in tokens(expr) if tok.kind == "ident"}
+    used = {name for name in used if name.startswith(("iptv_", "node_"))}
     sampled = {name for name, _, _ in sample_series(time.time())}
     assert used - sampled == set()
 
@@ -458,11 +649,7 @@ def test_recording_rules_the_dashboards_use_exist() -> None:
     for path in repo_rule_files():
         for group in yaml.safe_load(path.read_text())["groups"]:
             recorded |= {rule["record"] for rule in group["rules"] if "record" in rule}
-    used = set()
-    for board in BOARDS.values():
-        for p in board["panels"]:
-            for t in p.get("targets", []):
-                used |= {tok.text for tok in tokens(t["expr"]) if tok.kind == "ident" and ":" in tok.text}
+    used = {tok.text for _, expr in all_exprs() for tok in tokens(expr) if tok.kind == "ident" and ":" in tok.text}
     assert used and used <= recorded, used - recorded
 
 
@@ -475,3 +662,177 @@ def test_provisioning_points_grafana_at_the_dashboards() -> None:
     assert provider["folder"] == "IPTV"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
 
+
+
+def test_viewers_api_datasource_reads_the_token_from_the_compose_secret() -> None:
+    datasources = yaml.safe_load((REPO / "grafana/provisioning/datasources/viewers-api.yml").read_text())
+    (ds,) = datasources["datasources"]
+    assert ds["type"] == INFINITY.plugin_id
+    assert ds["jsonData"]["auth_method"] == "bearerToken"
+    token_path = re.fullmatch(r"\$__file\{(.+)\}", ds["secureJsonData"]["bearerToken"])
+    assert token_path, ds["secureJsonData"]
+    grafana = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["grafana"]
+    assert {"source": "webhook_token", "target": token_path.group(1)} in grafana["secrets"]
+    targets = yaml.safe_load((REPO / "prometheus/targets/iptv.yml").read_text())
+    addresses = {f"http://{t}" for group in targets for t in group["targets"]}
+    assert set(ds["jsonData"]["allowedHosts"]) == addresses
+
+
+# --- every metric charted, every query parsed, every stream drills down ------------------------------------
+
+METRIC_ROW = re.compile(r"^\| (iptv_[a-z0-9_]+) \|", re.M)
+HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
+
+
+def documented_metrics() -> set[str]:
+    return set(METRIC_ROW.findall((REPO / "docs/metrics.md").read_text()))
+
+
+def not_charted() -> dict[str, str]:
+    """The table under "## Not charted" in docs/dashboards.md: metric -> reason."""
+    text = (REPO / "docs/dashboards.md").read_text()
+    section = text.split("## Not charted", 1)[1].split("\n## ", 1)[0]
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\| `(iptv_\w+)` \| (.+) \|$", section, re.M)}
+
+
+def charted_metrics() -> set[str]:
+    """Metric families named in any query, annotation or variable of the generated JSON."""
+    names: set[str] = set()
+    for _, expr in all_exprs():
+        names |= {tok.text for tok in tokens(expr) if tok.kind == "ident" and tok.text.startswith("iptv_")}
+    documented = documented_metrics()
+    return {HISTOGRAM_SUFFIX.sub("", n) if HISTOGRAM_SUFFIX.sub("", n) in documented else n for n in names}
+
+
+def test_every_documented_metric_is_charted_or_its_omission_explained() -> None:
+    documented, charted, omitted = documented_metrics(), charted_metrics(), not_charted()
+    assert len(documented) > 50
+    assert documented - charted - set(omitted) == set(), "charted nowhere and not listed in docs/dashboards.md"
+    assert set(omitted) & charted == set(), "listed as not charted but charted"
+    assert charted - documented == set(), "charted but not in docs/metrics.md"
+
+
+def test_promtool_parses_every_query() -> None:
+    """Every query, with variables substituted as Grafana sends them, through Prometheus' own parser:
+    `promtool check rules` parses each expression of a rules file (one rule per query)."""
+    promtool = require_binary("promtool")
+    exprs = list(all_exprs())
+    rules = [{"record": f"dashboard:query_{i}", "expr": substitute(expr)} for i, (_, expr) in enumerate(exprs)
+             if not expr.startswith("label_values(")]
+    rules += [{"record": f"dashboard:variable_{i}", "expr": m.group(1)} for i, (_, expr) in enumerate(exprs)
+              if (m := re.fullmatch(r"label_values\((.+), \w+\)", substitute(expr)))]
+    rules = [{**r, "expr": re.sub(r"^query_result\((.+)\)$", r"\1", r["expr"])} for r in rules]
+    path = REPO / "build" / "dashboard-queries.rules.yml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in done.stdout
+    broken = path.with_name("broken.rules.yml")
+    broken.write_text(yaml.safe_dump({"groups": [{"name": "b", "rules": [
+        {"record": "x:y", "expr": "sum(rate(iptv_stream_sent_bytes_total[1m])"}]}]}))
+    done = subprocess.run([promtool, "check", "rules", str(broken)], capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and "unclosed left parenthesis" in done.stdout + done.stderr
+
+
+def links_of(p: Json) -> list[str]:
+    """Every data link URL of a panel: its defaults' links and its overrides' `links` properties."""
+    urls = [x["url"] for x in p["fieldConfig"]["defaults"].get("links", [])]
+    for o in p["fieldConfig"]["overrides"]:
+        for prop_ in o["properties"]:
+            if prop_["id"] == "links":
+                urls += [x["url"] for x in prop_["value"]]
+    return urls
+
+
+def panels_with_targets() -> Iterator[Any]:
+    for _, board in sorted(BOARDS.items()):
+        for p in board["panels"]:
+            if prometheus_targets(p):
+                yield pytest.param(board["uid"], p, id=f"{board['uid']}/{p['id']}-{p['title']}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("uid", "panel_json"), list(panels_with_targets()))
+def test_panels_drill_down_from_what_they_show(prometheus: str, uid: str, panel_json: Json) -> None:
+    """A panel whose results carry a stream links to Stream health with that stream; one with a node (and
+    no stream) to the node view; one with a country to the live viewers of that country."""
+    labels: set[str] = set()
+    for t in prometheus_targets(panel_json):
+        labels |= {k for s in run(prometheus, substitute(t["expr"]), instant=bool(t.get("instant")))
+                   for k in s["metric"]}
+    urls = links_of(panel_json)
+    if "stream" in labels:
+        assert any(u.startswith("/d/iptv-stream-health?") and "var-stream=" in u for u in urls), urls
+    elif "node" in labels and uid != "iptv-node":
+        assert any(u.startswith("/d/iptv-node?") and "var-node=" in u for u in urls), urls
+    if "country" in labels:
+        assert any(u.startswith("/d/iptv-live-viewers?") and "var-country=" in u for u in urls), urls
+
+
+# --- the live viewers table against a running exporter ------------------------------------------------------
+
+
+def resolve(row: Json, selector: str) -> tuple[bool, Any]:
+    """Infinity's backend parser reads a column as a path of keys in the row object (gjson style)."""
+    value: Any = row
+    for key in selector.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
+
+
+@pytest.mark.slow
+def test_live_viewers_columns_resolve_on_the_exporters_real_json(tmp_path: Path) -> None:
+    """The demo (built-in streams, Python origin, loopback viewers placed by generated GeoIP databases)
+    serves /api/connections with its token; every column selector of the table must find a value of its
+    type in every row, and the URL parameters must be filters the API accepts."""
+    port = free_port()
+    data = tmp_path / "demo"
+    argv = [sys.executable, "-m", "exporter", "demo", f"--web.listen-address=127.0.0.1:{port}", "--data-dir",
+            str(data), "--free-ports", "--builtin", "--no-monitoring", "--streams", "2", "--chaos.interval", "0"]
+    proc = Proc(argv, log=tmp_path / "demo.log", cwd=REPO).start()
+    try:
+        token_file = data / "etc" / "webhook.token"
+        headers = {}
+
+        def rows_with_streams() -> list[Json] | None:
+            if not proc.alive():
+                raise AssertionError(proc.output()[-3000:])
+            if not token_file.exists():
+                return None
+            headers["Authorization"] = f"Bearer {token_file.read_text().strip()}"
+            r = httpx.get(f"http://127.0.0.1:{port}/api/connections", headers=headers, timeout=5)
+            rows: list[Json] = r.json() if r.status_code == 200 else []
+            return rows if sum(1 for x in rows if x["stream"]) >= 2 else None
+
+        rows = wait_until(rows_with_streams, timeout=90, what="viewers on the demo's streams in /api/connections")
+        for row in rows:
+            for column in COLUMNS:
+                found, value = resolve(row, column.selector)
+                assert found, (column, row)
+                if value is None:
+                    continue
+                if column.type == "number":
+                    assert isinstance(value, int | float), (column, value)
+                elif column.type == "timestamp":
+                    time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+                else:
+                    assert isinstance(value, str), (column, value)
+        (panel_json,) = BOARDS["iptv-live-viewers.json"]["panels"]
+        (query_json,) = panel_json["targets"]
+        assert query_json["url"] == "http://${instance}/api/connections"
+        one = next(x for x in rows if x["stream"])
+        params = {p["key"]: p["value"] for p in query_json["url_options"]["params"]}
+        values = {"${stream}": one["stream"], "${country}": one["country"] or ""}
+        filtered = httpx.get(f"http://127.0.0.1:{port}/api/connections", headers=headers, timeout=5,
+                             params={k: values.get(v, v) for k, v in params.items()})
+        assert filtered.status_code == 200
+        assert filtered.json() and all(x["stream"] == one["stream"] for x in filtered.json())
+        unfiltered = httpx.get(f"http://127.0.0.1:{port}/api/connections", headers=headers, timeout=5,
+                               params={k: "" if v in values else v for k, v in params.items()})
+        assert unfiltered.status_code == 200
+        assert len({x["stream"] for x in unfiltered.json() if x["stream"]}) >= 2, "empty filters select all"
+    finally:
+        proc.stop(grace=30)
