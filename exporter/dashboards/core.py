@@ -395,12 +395,24 @@ def query_variable(
     regex: str = "",
     query_type: int = 1,
 ) -> dashboard_builder.QueryVariable:
-    """A Prometheus query variable. ``query_type`` is the editor's qryType: 1 label values, 3 query result."""
+    """A Prometheus query variable. ``query_type`` is the editor's qryType: 1 label values, 3 query result.
+
+    Grafana runs ``query``; for a query result the editor also keeps the inner expression as ``varQuery``.
+    """
+    model: dict[str, object] = {
+        "qryType": query_type,
+        "query": query,
+        "refId": "PrometheusVariableQueryEditor-VariableQuery",
+    }
+    if query_type == 3:
+        if not (query.startswith("query_result(") and query.endswith(")")):
+            raise ValueError(f"a query-result variable needs query_result(...), got {query!r}")
+        model["varQuery"] = query[len("query_result(") : -1]
     variable = (
         dashboard_builder.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
-        .query({"qryType": query_type, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"})
+        .query(model)
         .refresh(dashboard_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dashboard_model.VariableSort.ALPHABETICAL_ASC)
         .multi(multi)
