@@ -183,6 +183,18 @@ def _editable(b: Json) -> None:
     b["editable"] = True
 
 
+def _unused_variable(b: Json) -> None:
+    b["templating"]["list"].append(dict(b["templating"]["list"][1], name="spare"))
+
+
+def _no_reload(b: Json) -> None:
+    b["templating"]["list"][1]["refresh"] = 1
+
+
+def _raw_bucket(b: Json) -> None:
+    first_panel(b)["targets"][0]["expr"] = "sum(iptv_action_duration_seconds_bucket)"
+
+
 def _wrong_type(b: Json) -> None:
     first_panel(b)["datasource"] = {"type": "loki", "uid": "${datasource}"}
 
@@ -236,6 +248,9 @@ BREAKAGES: dict[str, tuple[Callable[[Json], None], str]] = {
     "custom unit": (_custom_unit, "unit 'suffix: fps' is not one of Grafana's units"),
     "editable": (_editable, "editable must be false"),
     "datasource type": (_wrong_type, "is of type loki, variable $datasource of type prometheus"),
+    "unused variable": (_unused_variable, "variable 'spare' is used by no query"),
+    "variable reload": (_no_reload, "refresh must be 2"),
+    "histogram": (_raw_bucket, "histogram bucket iptv_action_duration_seconds_bucket used outside"),
 }
 
 
@@ -256,6 +271,8 @@ def test_lint_rule_fires(rule: str) -> None:
         ("changes(a_total[2m]) > 0", 0),
         ("max_over_time((sum(rate(a_total[$__rate_interval])))[$__range:$__interval])", 0),
         ("a * on (b_total) group_left (c_total) d", 0),
+        ("histogram_quantile(0.9, sum by (le) (rate(a_bucket[$__rate_interval])))", 0),
+        ("sum by (le) (rate(a_bucket[$__rate_interval]))", 1),
         ("max_over_time(a_total[1h])", 1),
         ("irate(a_total[1m])", 1),
         ("increase(a_total[1h])", 1),

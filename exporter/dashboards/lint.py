@@ -9,9 +9,11 @@ checks, one message per problem (empty when the dashboard is clean):
   Prometheus, ``${viewers_api}`` for Infinity) that exists with that plugin type;
 - every panel has a description and a unit that Grafana knows (the SDK's unit list, as dashboard-linter's
   panel-units-rule: no custom ``suffix:`` units);
-- counters (``*_total``) only inside rate, irate, increase, changes or resets;
+- counters (``*_total``) only inside rate, irate, increase, changes or resets; histogram buckets
+  (``*_bucket``) only inside histogram_quantile;
 - rate and irate windows are ``$__rate_interval``; increase windows ``$__rate_interval`` or ``$__range``;
 - every ``$variable`` in a query is defined (or one of Grafana's built-in ones);
+- query variables reload on time range change; every variable is used by some query;
 - uid at most 40 characters; ``editable`` false, as the provisioning allows no saving.
 
 dashboard-linter's job/instance matcher rule is not applied: `node` is this fleet's target label.
@@ -19,6 +21,7 @@ dashboard-linter's job/instance matcher rule is not applied: `node` is this flee
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,7 +77,8 @@ def tokens(expr: str) -> list[Token]:
 
 
 def expr_problems(expr: str) -> list[str]:
-    """Counter and rate-window problems of one PromQL expression."""
+    """Counter, histogram and rate-window problems of one PromQL expression (assumed to parse: promtool
+    checks that, see tests/test_dashboards.py)."""
     problems: list[str] = []
     toks = tokens(expr)
     calls: list[str] = []  # the function (or grouping keyword, or "") of each open parenthesis
@@ -92,6 +96,8 @@ def expr_problems(expr: str) -> list[str]:
                 continue
             if tok.text.endswith("_total") and not COUNTER_FUNCTIONS.intersection(calls):
                 problems.append(f"counter {tok.text} used outside {'/'.join(sorted(COUNTER_FUNCTIONS))}")
+            if tok.text.endswith("_bucket") and "histogram_quantile" not in calls:
+                problems.append(f"histogram bucket {tok.text} used outside histogram_quantile")
         elif tok.kind == "window" and calls and ":" not in tok.text:
             allowed = RATE_WINDOWS.get(calls[-1])
             window = tok.text[1:-1].strip()
@@ -202,6 +208,26 @@ def lint_queries(board: Json) -> list[str]:
     return problems
 
 
+def lint_variables(board: Json) -> list[str]:
+    """Query variables reload when the time range changes; every variable is used by some query."""
+    variables = board.get("templating", {}).get("list", [])
+    used: set[str] = set()
+    for panel in board.get("panels", []):
+        used |= variables_used(json.dumps(panel.get("targets", [])))
+        used |= variables_used(json.dumps(panel.get("datasource", {})))
+    for v in variables:
+        used |= variables_used(_query_text(v)) | variables_used(json.dumps(v.get("datasource", {})))
+    for a in board.get("annotations", {}).get("list", []):
+        used |= variables_used(str(a.get("expr", "")))
+    problems = []
+    for v in variables:
+        if v.get("type") == "query" and v.get("refresh") != 2:
+            problems.append(f"variable {v.get('name')!r}: refresh must be 2 (on time range change)")
+        if v.get("name") not in used:
+            problems.append(f"variable {v.get('name')!r} is used by no query")
+    return problems
+
+
 def lint(board: Json) -> list[str]:
     problems = []
     uid = str(board.get("uid", ""))
@@ -209,6 +235,6 @@ def lint(board: Json) -> list[str]:
         problems.append(f"uid {uid!r} must have 1 to {MAX_UID} characters")
     if board.get("editable") is not False:
         problems.append("editable must be false: the provisioning (allowUiUpdates: false) cannot save edits")
-    for rule in (lint_datasources, lint_panels, lint_queries):
+    for rule in (lint_datasources, lint_panels, lint_queries, lint_variables):
         problems += rule(board)
     return problems
