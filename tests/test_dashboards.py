@@ -681,6 +681,16 @@ def test_provisioning_points_grafana_at_the_dashboards() -> None:
 
 
 
+def test_node_view_puts_nic_transmit_next_to_iptv_egress_and_capacity() -> None:
+    (uplink,) = [p for p in BOARDS["iptv-node.json"]["panels"] if p["title"].startswith("NIC transmit")]
+    exprs = " ".join(t["expr"] for t in uplink["targets"])
+    for metric in ("node_network_transmit_bytes_total", "iptv_connections_sent_bytes_total",
+                   "iptv_node_egress_capacity_bytes_per_second"):
+        assert metric in exprs
+    used = {tok.text for _, e in all_exprs() for tok in tokens(e) if tok.text.startswith("node_")}
+    assert {"node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_filesystem_avail_bytes"} <= used
+
+
 def test_viewers_api_datasource_reads_the_token_from_the_compose_secret() -> None:
     datasources = yaml.safe_load((REPO / "grafana/provisioning/datasources/viewers-api.yml").read_text())
     (ds,) = datasources["datasources"]
@@ -772,13 +782,17 @@ def panels_with_targets() -> Iterator[Any]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("uid", "panel_json"), list(panels_with_targets()))
 def test_panels_drill_down_from_what_they_show(prometheus: str, uid: str, panel_json: Json) -> None:
-    """A panel whose results carry a stream links to Stream health with that stream; one with a node (and
-    no stream) to the node view; one with a country to the live viewers of that country."""
+    """A panel whose results carry a stream links to Stream health with that stream (and, drawn over time,
+    keeps only the `$topn` streams); one with a node (and no stream) to the node view; one with a country
+    to the live viewers of that country."""
     labels: set[str] = set()
     for t in prometheus_targets(panel_json):
         labels |= {k for s in run(prometheus, substitute(t["expr"]), instant=bool(t.get("instant")))
                    for k in s["metric"]}
     urls = links_of(panel_json)
+    if "stream" in labels and panel_json["type"] == "timeseries":
+        for t in prometheus_targets(panel_json):
+            assert re.match(r"(top|bottom)k\(\$topn, ", t["expr"]), f"per-stream series without top-N: {t['expr']}"
     if "stream" in labels:
         assert any(u.startswith("/d/iptv-stream-health?") and "var-stream=" in u for u in urls), urls
     elif "node" in labels and uid != "iptv-node":
