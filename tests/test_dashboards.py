@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from exporter.dashboards.infinity import INFINITY, INFINITY_VERSION
 from exporter.dashboards.lint import expr_problems, lint, tokens
 from exporter.dashboards.live_viewers import COLUMNS
 from exporter.dashboards.promql import STREAM_VARIABLE_REGEX
-from tests.helpers import REPO, Proc, free_port, require_binary, wait_until
+from tests.helpers import REPO, Proc, free_port, parse_metrics, require_binary, wait_until
 from tests.promserver import (
     Series,
     api,
@@ -804,6 +805,42 @@ def test_panels_drill_down_from_what_they_show(prometheus: str, uid: str, panel_
 # --- the live viewers table against a running exporter ------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Demo:
+    url: str
+    headers: dict[str, str]
+    rows: list[Json]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`iptv-exporter demo` (built-in streams, Python origin, loopback viewers placed by generated GeoIP
+    databases, its own token) with viewers on at least two streams in /api/connections."""
+    tmp = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    data = tmp / "data"
+    argv = [sys.executable, "-m", "exporter", "demo", f"--web.listen-address=127.0.0.1:{port}", "--data-dir",
+            str(data), "--free-ports", "--builtin", "--no-monitoring", "--streams", "2", "--chaos.interval", "0"]
+    proc = Proc(argv, log=tmp / "demo.log", cwd=REPO).start()
+    url = f"http://127.0.0.1:{port}"
+    token_file = data / "etc" / "webhook.token"
+    try:
+        def rows_with_streams() -> tuple[dict[str, str], list[Json]] | None:
+            if not proc.alive():
+                raise AssertionError(f"demo exited: {proc.output()[-3000:]}")
+            if not token_file.exists():
+                return None
+            headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+            r = httpx.get(f"{url}/api/connections", headers=headers, timeout=5)
+            rows: list[Json] = r.json() if r.status_code == 200 else []
+            return (headers, rows) if sum(1 for x in rows if x["stream"]) >= 2 else None
+
+        headers, rows = wait_until(rows_with_streams, timeout=90, what="viewers on the demo's streams")
+        yield Demo(url, headers, rows)
+    finally:
+        proc.stop(grace=30)
+
+
 def resolve(row: Json, selector: str) -> tuple[bool, Any]:
     """Infinity's backend parser reads a column as a path of keys in the row object (gjson style)."""
     value: Any = row
@@ -815,55 +852,53 @@ def resolve(row: Json, selector: str) -> tuple[bool, Any]:
 
 
 @pytest.mark.slow
-def test_live_viewers_columns_resolve_on_the_exporters_real_json(tmp_path: Path) -> None:
-    """The demo (built-in streams, Python origin, loopback viewers placed by generated GeoIP databases)
-    serves /api/connections with its token; every column selector of the table must find a value of its
-    type in every row, and the URL parameters must be filters the API accepts."""
-    port = free_port()
-    data = tmp_path / "demo"
-    argv = [sys.executable, "-m", "exporter", "demo", f"--web.listen-address=127.0.0.1:{port}", "--data-dir",
-            str(data), "--free-ports", "--builtin", "--no-monitoring", "--streams", "2", "--chaos.interval", "0"]
-    proc = Proc(argv, log=tmp_path / "demo.log", cwd=REPO).start()
-    try:
-        token_file = data / "etc" / "webhook.token"
-        headers = {}
+def test_live_viewers_columns_resolve_on_the_exporters_real_json(demo: Demo) -> None:
+    """Every column selector of the table finds a value of its type in every row the running exporter
+    serves, and the table's URL parameters filter as the API documents."""
+    for row in demo.rows:
+        for column in COLUMNS:
+            found, value = resolve(row, column.selector)
+            assert found, (column, row)
+            if value is None:
+                continue
+            if column.type == "number":
+                assert isinstance(value, int | float), (column, value)
+            elif column.type == "timestamp":
+                time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+            else:
+                assert isinstance(value, str), (column, value)
+    assert {c.selector for c in COLUMNS} == set(demo.rows[0]) - {"latitude", "longitude"}, "a key not shown"
+    (panel_json,) = BOARDS["iptv-live-viewers.json"]["panels"]
+    (query_json,) = panel_json["targets"]
+    assert query_json["url"] == "http://${instance}/api/connections"
+    one = next(x for x in demo.rows if x["stream"])
+    params = {p["key"]: p["value"] for p in query_json["url_options"]["params"]}
+    values = {"${stream}": one["stream"], "${country}": one["country"] or ""}
+    api_url = f"{demo.url}/api/connections"
+    filtered = httpx.get(api_url, headers=demo.headers, timeout=5,
+                         params={k: values.get(v, v) for k, v in params.items()})
+    assert filtered.status_code == 200
+    assert filtered.json() and all(x["stream"] == one["stream"] for x in filtered.json())
+    unfiltered = httpx.get(api_url, headers=demo.headers, timeout=5,
+                           params={k: "" if v in values else v for k, v in params.items()})
+    assert unfiltered.status_code == 200
+    assert len({x["stream"] for x in unfiltered.json() if x["stream"]}) >= 2, "empty filters select all"
 
-        def rows_with_streams() -> list[Json] | None:
-            if not proc.alive():
-                raise AssertionError(proc.output()[-3000:])
-            if not token_file.exists():
-                return None
-            headers["Authorization"] = f"Bearer {token_file.read_text().strip()}"
-            r = httpx.get(f"http://127.0.0.1:{port}/api/connections", headers=headers, timeout=5)
-            rows: list[Json] = r.json() if r.status_code == 200 else []
-            return rows if sum(1 for x in rows if x["stream"]) >= 2 else None
 
-        rows = wait_until(rows_with_streams, timeout=90, what="viewers on the demo's streams in /api/connections")
-        for row in rows:
-            for column in COLUMNS:
-                found, value = resolve(row, column.selector)
-                assert found, (column, row)
-                if value is None:
-                    continue
-                if column.type == "number":
-                    assert isinstance(value, int | float), (column, value)
-                elif column.type == "timestamp":
-                    time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
-                else:
-                    assert isinstance(value, str), (column, value)
-        (panel_json,) = BOARDS["iptv-live-viewers.json"]["panels"]
-        (query_json,) = panel_json["targets"]
-        assert query_json["url"] == "http://${instance}/api/connections"
-        one = next(x for x in rows if x["stream"])
-        params = {p["key"]: p["value"] for p in query_json["url_options"]["params"]}
-        values = {"${stream}": one["stream"], "${country}": one["country"] or ""}
-        filtered = httpx.get(f"http://127.0.0.1:{port}/api/connections", headers=headers, timeout=5,
-                             params={k: values.get(v, v) for k, v in params.items()})
-        assert filtered.status_code == 200
-        assert filtered.json() and all(x["stream"] == one["stream"] for x in filtered.json())
-        unfiltered = httpx.get(f"http://127.0.0.1:{port}/api/connections", headers=headers, timeout=5,
-                               params={k: "" if v in values else v for k, v in params.items()})
-        assert unfiltered.status_code == 200
-        assert len({x["stream"] for x in unfiltered.json() if x["stream"]}) >= 2, "empty filters select all"
-    finally:
-        proc.stop(grace=30)
+TARGET_LABELS = {"instance", "job", "node"}
+
+
+@pytest.mark.slow
+def test_sample_series_have_the_label_names_the_real_exporter_exposes(demo: Demo) -> None:
+    """The backfilled history the queries run on is shaped like the real thing: each of its iptv_* series
+    has the label names the running exporter gives that metric (Prometheus adds instance, job, node)."""
+    real: dict[str, set[frozenset[str]]] = {}
+    for name, labels in parse_metrics(httpx.get(f"{demo.url}/metrics", timeout=10).text):
+        real.setdefault(name, set()).add(frozenset(k for k, _ in labels))
+    compared = 0
+    for name, labels, _ in sample_series(time.time()):
+        if not name.startswith("iptv_") or name not in real:
+            continue
+        compared += 1
+        assert frozenset(labels) - TARGET_LABELS in real[name], (name, sorted(labels), real[name])
+    assert compared > 50
