@@ -21,11 +21,12 @@ import yaml
 
 from exporter.dashboards import OUTPUT_DIR, build_all, render
 from exporter.dashboards.__main__ import differences, main
+from exporter.dashboards.base import GRAFANA_VERSION
 from exporter.dashboards.continents import CONTINENTS
-from exporter.dashboards.core import GRAFANA_VERSION, Cell, layout, stat, target
 from exporter.dashboards.infinity import INFINITY, INFINITY_VERSION
 from exporter.dashboards.lint import expr_problems, lint, tokens
 from exporter.dashboards.live_viewers import COLUMNS
+from exporter.dashboards.panels import Cell, layout, stat, target
 from exporter.dashboards.promql import STREAM_VARIABLE_REGEX
 from tests.helpers import REPO, Proc, free_port, parse_metrics, require_binary, wait_until
 from tests.promserver import (
@@ -302,7 +303,7 @@ def test_layout_places_rows_and_rejects_a_row_wider_than_the_grid() -> None:
 
 
 def test_every_panel_has_unique_ids_and_refids_inside_the_grid() -> None:
-    """What core.layout and core.numbered guarantee, checked on the generated JSON."""
+    """What panels.layout and panels.numbered guarantee, checked on the generated JSON."""
     for board in BOARDS.values():
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)) and ids == list(range(1, len(ids) + 1))

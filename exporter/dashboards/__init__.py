@@ -1,8 +1,9 @@
 """Grafana dashboards, built with grafana-foundation-sdk and committed as JSON under grafana/dashboards/.
 
 ``python -m exporter.dashboards`` writes the files; ``--check`` compares instead and exits 1 listing every
-difference (the drift check). Each dashboard is one module with a ``build()``; core.py wraps the SDK's
-builders. The SDK is a dependency of this generator only (the ``dashboards`` extra), never of the exporter at run time.
+difference (the drift check). Each dashboard is one module with a ``build()``, made of the SDK builders in
+panels.py, variables.py, annotations.py and infinity.py, assembled by core.py. The SDK is a dependency of
+this generator only (the ``dashboards`` extra), never of the exporter at run time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 
 from exporter.dashboards import bandwidth, live_viewers, node, overview, stream_health, viewers_map
-from exporter.dashboards.core import Json
+from exporter.dashboards.base import Json
 
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 """grafana/dashboards in the source tree (docker-compose mounts it into Grafana)."""

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from exporter.dashboards import links
 from exporter.dashboards.annotations import stream_events
-from exporter.dashboards.core import (
-    Json,
-    dashboard,
-    datasource_variable,
-    override,
-    prop,
-    stat,
-    table,
-    target,
-    timeseries,
-)
+from exporter.dashboards.base import Json
+from exporter.dashboards.core import dashboard
+from exporter.dashboards.panels import override, prop, stat, table, target, timeseries
 from exporter.dashboards.promql import NAMED_LEGEND, NODE, RATE, bits, named, rate, sel, standard_variables, top
+from exporter.dashboards.variables import datasource_variable
 
 UID = "iptv-bandwidth"
 

@@ -16,7 +16,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
-from exporter.dashboards.core import DatasourceInput
+from exporter.dashboards.variables import DatasourceInput
 
 INFINITY_VERSION = "3.7.1"
 """The plugin version docker-compose.yml installs: the newest whose grafanaDependency (>=10.4.8) admits 11.2."""
@@ -76,7 +76,7 @@ class InfinityQuery(cogvariants.Dataquery):
 
 
 class Infinity(cogbuilder.Builder[cogvariants.Dataquery]):
-    """Builder for :class:`InfinityQuery`, in the SDK's style (``ref_id`` is set by core.numbered)."""
+    """Builder for :class:`InfinityQuery`, in the SDK's style (``ref_id`` is set by panels.numbered)."""
 
     def __init__(self, url: str, columns: Sequence[Column], params: Sequence[Param] = ()) -> None:
         self._internal = InfinityQuery(url=url, columns=list(columns), params=list(params))

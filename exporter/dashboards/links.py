@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
-from exporter.dashboards.core import Override, link, link_override
+from exporter.dashboards.panels import Override, link, link_override
 
 STREAM_HEALTH = "iptv-stream-health"
 NODE_VIEW = "iptv-node"

@@ -1,7 +1,7 @@
 """Dashboard lint: the rules of Grafana's dashboard-linter that neither the SDK nor a PromQL parser cover.
 
-The SDK's typed builders make a misspelt option or a wrong value type a type error, and core.layout and
-core.numbered give positions, ids and refIds by construction; whether PromQL parses is left to the real
+The SDK's typed builders make a misspelt option or a wrong value type a type error, and panels.layout and
+panels.numbered give positions, ids and refIds by construction; whether PromQL parses is left to the real
 parser (tests run every query through promtool and a real Prometheus). What is left, :func:`lint`
 checks, one message per problem (empty when the dashboard is clean):
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from grafana_foundation_sdk.models import units
 
-from exporter.dashboards.core import PROMETHEUS, Json
+from exporter.dashboards.base import PROMETHEUS, Json
 
 KNOWN_UNITS = frozenset(v for k, v in vars(units).items() if not k.startswith("_") and isinstance(v, str))
 """Grafana's units, as the SDK lists them (models/units.py)."""

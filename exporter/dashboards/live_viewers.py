@@ -14,22 +14,12 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
 from exporter.dashboards import links
-from exporter.dashboards.core import (
-    PROMETHEUS_INPUT,
-    Cell,
-    Json,
-    colour,
-    dashboard,
-    datasource_variable,
-    link,
-    numbered,
-    prop,
-    query_variable,
-    textbox_variable,
-    thresholds,
-)
+from exporter.dashboards.base import Json
+from exporter.dashboards.core import dashboard
 from exporter.dashboards.infinity import INFINITY, Column, Infinity, Param
+from exporter.dashboards.panels import Cell, colour, link, numbered, prop, thresholds
 from exporter.dashboards.promql import NODE, node_variable
+from exporter.dashboards.variables import PROMETHEUS_INPUT, datasource_variable, query_variable, textbox_variable
 
 UID = "iptv-live-viewers"
 LIVE_REFRESH = "5s"

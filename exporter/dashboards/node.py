@@ -7,18 +7,11 @@ relabels both jobs alike), so host and IPTV figures join on `node`.
 from __future__ import annotations
 
 from exporter.dashboards import links
-from exporter.dashboards.core import (
-    Cell,
-    Json,
-    dashboard,
-    datasource_variable,
-    override,
-    prop,
-    table,
-    target,
-    timeseries,
-)
+from exporter.dashboards.base import Json
+from exporter.dashboards.core import dashboard
+from exporter.dashboards.panels import Cell, override, prop, table, target, timeseries
 from exporter.dashboards.promql import NODE, RATE, node_variable, rate, sel
+from exporter.dashboards.variables import datasource_variable
 
 UID = "iptv-node"
 

@@ -6,20 +6,11 @@ from grafana_foundation_sdk.models import common as common_model
 
 from exporter.dashboards import links
 from exporter.dashboards.annotations import stream_events
-from exporter.dashboards.core import (
-    Json,
-    bargauge,
-    dashboard,
-    datasource_variable,
-    override,
-    prop,
-    stat,
-    state_mapping,
-    table,
-    target,
-    timeseries,
-)
+from exporter.dashboards.base import Json
+from exporter.dashboards.core import dashboard
+from exporter.dashboards.panels import bargauge, override, prop, stat, state_mapping, table, target, timeseries
 from exporter.dashboards.promql import NAMED_LEGEND, bits, named, sel, standard_variables, top
+from exporter.dashboards.variables import datasource_variable
 
 UID = "iptv-overview"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 
-from exporter.dashboards.core import custom_variable, query_variable
+from exporter.dashboards.variables import custom_variable, query_variable
 
 NODE = 'node=~"$node"'
 STREAM = 'stream=~"$stream"'

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from exporter.dashboards import links
 from exporter.dashboards.annotations import stream_events
-from exporter.dashboards.core import (
-    Cell,
-    Json,
-    Override,
-    dashboard,
-    datasource_variable,
-    override,
-    prop,
-    stat,
-    state_mapping,
-    table,
-    target,
-    timeseries,
-)
+from exporter.dashboards.base import Json
+from exporter.dashboards.core import dashboard
+from exporter.dashboards.panels import Cell, Override, override, prop, stat, state_mapping, table, target, timeseries
 from exporter.dashboards.promql import NAMED_LEGEND, TOPN, named, rate, sel, standard_variables, top
+from exporter.dashboards.variables import datasource_variable
 
 UID = "iptv-stream-health"
 

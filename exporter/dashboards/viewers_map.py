@@ -14,25 +14,12 @@ from grafana_foundation_sdk.models import dashboard as dashboard_model
 from grafana_foundation_sdk.models import geomap as geomap_model
 
 from exporter.dashboards import links
+from exporter.dashboards.base import DATASOURCE, Json
 from exporter.dashboards.continents import continent_regexes
-from exporter.dashboards.core import (
-    DATASOURCE,
-    Cell,
-    Json,
-    as_builder,
-    colour,
-    custom_variable,
-    dashboard,
-    datasource_variable,
-    numbered,
-    query_variable,
-    stat,
-    table,
-    target,
-    thresholds,
-    timeseries,
-)
+from exporter.dashboards.core import dashboard
+from exporter.dashboards.panels import Cell, as_builder, colour, numbered, stat, table, target, thresholds, timeseries
 from exporter.dashboards.promql import NODE, node_variable, rate, sel
+from exporter.dashboards.variables import custom_variable, datasource_variable, query_variable
 
 UID = "iptv-viewers-map"
 
