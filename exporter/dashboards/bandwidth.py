@@ -107,7 +107,7 @@ def build() -> Json:
             unit="bps",
             stacked=True,
             size=(12, 9),
-            links=[links.SERIES_STREAM],
+            links=links.SERIES_STREAM,
         ),
         timeseries(
             "Ingest per stream",
@@ -116,7 +116,7 @@ def build() -> Json:
             unit="bps",
             stacked=True,
             size=(12, 9),
-            links=[links.SERIES_STREAM],
+            links=links.SERIES_STREAM,
         ),
     ]
     by_place = [

@@ -35,18 +35,24 @@ def to_viewers(country: str) -> dashboard_model.DashboardLink:
     return link(f"Who watches from {country} now", url(LIVE_VIEWERS, country=country))
 
 
-SERIES_STREAM = to_stream("${__field.labels.node}", "${__field.labels.stream}", "${__field.labels.name}")
-"""On a series grouped by (node, stream) and named (promql.named): its Stream health."""
+def to_stream_viewers(node: str, stream: str, name: str) -> dashboard_model.DashboardLink:
+    """The live viewers table of the stream's node, filtered to the stream."""
+    return link(f"Who watches {name} now", url(LIVE_VIEWERS, node=node, stream=stream))
+
+
+_SERIES = ("${__field.labels.node}", "${__field.labels.stream}", "${__field.labels.name}")
+SERIES_STREAM = [to_stream(*_SERIES), to_stream_viewers(*_SERIES)]
+"""On a series grouped by (node, stream) and named (promql.named): its Stream health, and who watches it."""
 SERIES_NODE = to_node("${__field.labels.node}")
 SERIES_COUNTRY = to_viewers("${__field.labels.country}")
 
 
 def stream_columns(node: str = "Node", stream: str = "Stream", name: str | None = "Name") -> list[Override]:
     """Links on a table's stream and name columns (and on its node column, to the node view)."""
-    shown = f"${{__data.fields.{name or stream}}}"
-    to = to_stream(f"${{__data.fields.{node}}}", f"${{__data.fields.{stream}}}", shown)
-    named = [link_override(name, to)] if name else []
-    return [link_override(stream, to), *named, node_column(node)]
+    row = (f"${{__data.fields.{node}}}", f"${{__data.fields.{stream}}}", f"${{__data.fields.{name or stream}}}")
+    to = [to_stream(*row), to_stream_viewers(*row)]
+    named = [link_override(name, *to)] if name else []
+    return [link_override(stream, *to), *named, node_column(node)]
 
 
 def node_column(node: str = "Node") -> Override:

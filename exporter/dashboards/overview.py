@@ -67,7 +67,7 @@ def build() -> Json:
         [target(f"topk(10, {named(viewers)})", NAMED_LEGEND)],
         unit="short",
         size=(12, 10),
-        links=[links.SERIES_STREAM],
+        links=links.SERIES_STREAM,
     )
     alerts = table(
         "Firing alerts",
@@ -93,7 +93,7 @@ def build() -> Json:
             [target(top(named(viewers)), NAMED_LEGEND)],
             unit="short",
             stacked=True,
-            links=[links.SERIES_STREAM],
+            links=links.SERIES_STREAM,
         ),
         timeseries(
             "Egress per node",

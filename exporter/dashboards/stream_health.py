@@ -62,7 +62,7 @@ def signal(
         [target(picked, NAMED_LEGEND)],
         unit=unit,
         size=size,
-        links=[links.SERIES_STREAM],
+        links=links.SERIES_STREAM,
     )
 
 
@@ -329,7 +329,7 @@ def delivery_panels() -> list[Cell]:
             ],
             unit="short",
             size=(12, 8),
-            links=[links.SERIES_STREAM],
+            links=links.SERIES_STREAM,
         ),
         signal(
             "Segments listed",
