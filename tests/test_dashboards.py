@@ -741,7 +741,7 @@ def test_every_documented_metric_is_charted_or_its_omission_explained() -> None:
     assert charted - documented == set(), "charted but not in docs/metrics.md"
 
 
-def test_promtool_parses_every_query() -> None:
+def test_promtool_parses_every_query(tmp_path: Path) -> None:
     """Every query, with variables substituted as Grafana sends them, through Prometheus' own parser:
     `promtool check rules` parses each expression of a rules file (one rule per query)."""
     promtool = require_binary("promtool")
@@ -751,8 +751,7 @@ def test_promtool_parses_every_query() -> None:
     rules += [{"record": f"dashboard:variable_{i}", "expr": m.group(1)} for i, (_, expr) in enumerate(exprs)
               if (m := re.fullmatch(r"label_values\((.+), \w+\)", substitute(expr)))]
     rules = [{**r, "expr": re.sub(r"^query_result\((.+)\)$", r"\1", r["expr"])} for r in rules]
-    path = REPO / "build" / "dashboard-queries.rules.yml"
-    path.parent.mkdir(exist_ok=True)
+    path = tmp_path / "dashboard-queries.rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
