@@ -78,6 +78,9 @@ def viewers_table() -> Cell:
         .show_header(True)
         .override_by_name("Watching for", [prop("unit", "dtdurations")])
         .override_by_name("Bytes sent", [prop("unit", "bytes")])
+        # Time fields take the panel's unit too: without these, "short" would print epoch milliseconds.
+        .override_by_name("Since", [prop("unit", "dateTimeAsIso")])
+        .override_by_name("Last request", [prop("unit", "dateTimeFromNow")])
         .override_by_name("ASN", [prop("unit", "none"), prop("decimals", 0)])
         .override_by_name("Stream", [prop("links", [stream_link])])
         .override_by_name("Id", [prop("links", [stream_link])])
