@@ -7,6 +7,7 @@ registry instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.metrics_core import Metric
@@ -18,7 +19,11 @@ from exporter.metrics import streams as stream_metrics
 from exporter.metrics import viewers as viewer_metrics
 from exporter.snapshot import Snapshot
 
+log = logging.getLogger(__name__)
+
 Family = Callable[[Snapshot], Iterable[Metric]]
+ErrorSink = Callable[[str, BaseException], None]
+"""Told (family or module name, exception) when part of a render fails; the rest is served."""
 
 FAMILIES: list[Family] = [
     exporter_metrics.collect,
@@ -35,6 +40,8 @@ class SnapshotCollector(Collector):
     def __init__(self, get_snapshot: Callable[[], Snapshot], families: Iterable[Family] = FAMILIES) -> None:
         self._get = get_snapshot
         self._families = list(families)
+        self.on_error: ErrorSink = _log_error
+        """Where a failing ``collect`` is reported (``exposition.MetricsRegistry`` counts it)."""
 
     def describe(self) -> Iterable[Metric]:
         return []  # registering must not sample
@@ -43,8 +50,18 @@ class SnapshotCollector(Collector):
         return self._get()
 
     def collect_from(self, snap: Snapshot) -> Iterator[Metric]:
+        """Every family of ``snap``; a ``collect`` that raises loses its own families, not the others'."""
         for family in self._families:
-            yield from family(snap)
+            try:
+                metrics = list(family(snap))
+            except Exception as exc:  # noqa: BLE001 - no value from any source may fail the whole scrape
+                self.on_error(family.__module__.rsplit(".", 1)[-1], exc)
+                continue
+            yield from metrics
 
     def collect(self) -> Iterator[Metric]:
         yield from self.collect_from(self._get())
+
+
+def _log_error(name: str, exc: BaseException) -> None:
+    log.error("metric family dropped family=%s error=%s", name, type(exc).__name__, exc_info=exc)

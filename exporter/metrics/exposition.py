@@ -12,16 +12,22 @@ thread, never on the event loop that answers the webhook.
 Content negotiation is prometheus_client's (``choose_encoder``); the cached path serves the text format
 and OpenMetrics 1.x with the default and ``allow-utf-8`` escaping, byte for byte what prometheus_client
 writes. Anything else (another escaping scheme, OpenMetrics 2) is written by prometheus_client per scrape.
+
+No value may fail the whole scrape (a 4,000-digit frame count once made every scrape a 500 until restart,
+and a dead scrape inhibits every alert of the node): a family that cannot be collected or encoded is
+dropped, counted in ``iptv_exporter_render_errors_total{family}`` and logged; the rest is served.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.exposition import generate_latest as client_text
 from prometheus_client.metrics_core import Metric
@@ -32,7 +38,10 @@ from prometheus_client.utils import parse_version
 
 from exporter.metrics import SnapshotCollector
 from exporter.metrics import textformat as tf
+from exporter.redact import redact
 from exporter.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 GZIP_LEVEL = 5
 GZIP_MIN = 512
@@ -87,6 +96,40 @@ class _Encoded:
         return found
 
 
+class RenderErrors:
+    """Families dropped from renders, by family (or by the module whose ``collect`` failed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def record(self, family: str, exc: BaseException) -> None:
+        with self._lock:
+            first = family not in self._counts
+            self._counts[family] = self._counts.get(family, 0) + 1
+        # The message may quote a label value: redacted and cut; the traceback once per family.
+        error = redact(f"{type(exc).__name__}: {exc}")[:200]
+        if first:
+            log.error("metric family dropped from /metrics family=%s error=%s", family, error, exc_info=exc)
+        else:
+            log.warning("metric family dropped from /metrics family=%s error=%s", family, error)
+
+    def collect(self) -> Iterator[Metric]:
+        """Nothing until a family was dropped (its label is the family's name, known only then)."""
+        with self._lock:
+            counts = sorted(self._counts.items())
+        if not counts:
+            return
+        family = CounterMetricFamily(
+            "iptv_exporter_render_errors",
+            "Metric families dropped from /metrics because they could not be collected or encoded.",
+            labels=["family"],
+        )
+        for name, n in counts:
+            family.add_metric([name], n)
+        yield family
+
+
 class MetricsRegistry:
     """The families ``/metrics`` serves: a snapshot collector's, cached per snapshot, then the live ones'.
 
@@ -99,22 +142,52 @@ class MetricsRegistry:
         self._live = list(live)
         self._lock = threading.Lock()
         self._encoded: _Encoded | None = None
+        self.errors = RenderErrors()
+        snapshot.on_error = self.errors.record
 
     def register(self, collector: Collector) -> None:
         """A collector whose families are encoded on every scrape (its state is not in the snapshot)."""
         self._live.append(collector)
 
-    def collect(self) -> Iterator[Metric]:
-        yield from self._snapshot.collect()
+    def _live_metrics(self) -> Iterator[Metric]:
+        """The live collectors' families (one that raises loses only its own), then the render errors."""
         for collector in self._live:
-            yield from collector.collect()
+            try:
+                metrics = list(collector.collect())
+            except Exception as exc:  # noqa: BLE001 - no collector may fail the whole scrape
+                self.errors.record(type(collector).__name__, exc)
+                continue
+            yield from metrics
+        yield from self.errors.collect()
+
+    def _encode(self, metrics: Iterable[Metric]) -> list[tf.Block]:
+        """Blocks of the families that encode; the others are dropped and counted."""
+        encoder = tf.Encoder()
+        out: list[tf.Block] = []
+        for metric in metrics:
+            try:
+                out.append(encoder.block(metric))
+            except Exception as exc:  # noqa: BLE001 - e.g. OverflowError from an int too large for a float
+                self.errors.record(str(getattr(metric, "name", "?")), exc)
+        return out
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family that can be encoded (prometheus_client's writers get only those)."""
+        encoder = tf.Encoder()
+        for metric in (*self._snapshot.collect(), *self._live_metrics()):
+            try:
+                encoder.block(metric)
+            except Exception as exc:  # noqa: BLE001 - as in _encode
+                self.errors.record(str(getattr(metric, "name", "?")), exc)
+                continue
+            yield metric
 
     def encoded(self) -> _Encoded:
         """The latest snapshot's families, encoded by the first caller that needs them (the others wait)."""
         snap = self._snapshot.latest()
         with self._lock:
             if self._encoded is None or self._encoded.snapshot is not snap:
-                self._encoded = _Encoded(snap, tf.Encoder().blocks(self._snapshot.collect_from(snap)))
+                self._encoded = _Encoded(snap, self._encode(self._snapshot.collect_from(snap)))
             return self._encoded
 
     def render(self, accept: str = "", accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
@@ -126,7 +199,7 @@ class MetricsRegistry:
         if chosen is not None:
             fmt, utf8 = chosen
             snap = self.encoded()
-            live = tf.Encoder().blocks(m for c in self._live for m in c.collect())
+            live = self._encode(self._live_metrics())
             if not utf8 or (snap.plain and all(b.plain for b in live)):
                 tail = (_join(live, fmt) + (tf.EOF if fmt == OPENMETRICS else "")).encode("utf-8")
                 with self._lock:  # the compressor copied below is shared by every scrape of this snapshot

@@ -70,10 +70,11 @@ def _progress(snap: Snapshot) -> Iterator[Metric]:
         skipped.add_metric([via], n)
     yield skipped
     rejected = CounterMetricFamily(
-        "iptv_progress_push_rejected", "Progress pushes refused: forbidden client, bad stream id, store full.",
+        "iptv_progress_push_rejected",
+        "Progress pushes refused: forbidden client, bad stream id, store full, value out of range, no block.",
         labels=["reason"],
     )
-    for reason in ("forbidden", "bad_stream", "full"):
+    for reason in ("forbidden", "bad_stream", "full", "out_of_range", "no_block"):
         rejected.add_metric([reason], result.push_rejected_total.get(reason, 0))
     yield rejected
 

@@ -13,15 +13,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.config.health import Progress
 from exporter.config.streams import STREAM_ID
-from exporter.sources.progress import BlockParser, ProgressStore
+from exporter.sources.progress import MAX_BYTES_WITHOUT_BLOCK, BlockParser, ProgressStore
 
 log = logging.getLogger(__name__)
+
+INLINE_CHUNK = 16 << 10
+"""Chunks up to this size (ffmpeg sends ~300 bytes every 0.5 s) are parsed on the loop: microseconds."""
 
 
 class ProgressPushReceiver:
@@ -78,16 +82,33 @@ class ProgressPushReceiver:
             return PlainTextResponse("too many streams\n", 429)
         parser = BlockParser(max_line=self.config.max_line)
         counted = 0
+        refused: tuple[str, str] | None = None
         self.active += 1
         log.debug("progress push started stream=%s", stream)
         try:
             async for chunk in request.stream():
-                blocks = parser.feed(chunk)
+                # A big chunk (a flood) is parsed in a worker thread: the loop also answers /metrics.
+                if len(chunk) > INLINE_CHUNK:
+                    blocks = await run_in_threadpool(parser.feed, chunk)
+                else:
+                    blocks = parser.feed(chunk)
                 if blocks or parser.skipped != counted:
                     self.store.add(stream, blocks, parser.skipped - counted, self._clock())
                     counted = parser.skipped
+                if parser.out_of_range is not None:
+                    refused = ("out_of_range", parser.out_of_range)
+                elif parser.bytes_without_block > MAX_BYTES_WITHOUT_BLOCK:
+                    refused = ("no_block", f"{MAX_BYTES_WITHOUT_BLOCK} bytes without a progress= line")
+                if refused is not None:
+                    break
         except ClientDisconnect:
             log.debug("progress push disconnected stream=%s", stream)  # ffmpeg killed: its body just ends
         finally:
             self.active -= 1
+        if refused is not None:
+            reason, why = refused
+            self.store.reject(reason)
+            log.warning("progress push refused stream=%s reason=%s detail=%s", stream, reason, why)
+            # Like the Pushgateway: 400 with the reason; the blocks before the bad value were kept.
+            return PlainTextResponse(f"{reason}: {why}\n", 400)
         return Response(status_code=204)
