@@ -57,9 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_config(path: str) -> int:
     from exporter.config import load_config
+    from exporter.preflight import startup_problems
 
     try:
-        load_config(path)
+        config = load_config(path)
+        problems = startup_problems(config)  # what `run` would refuse at start, by the same checks
+        if problems:
+            raise ConfigError(path, problems)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -23,7 +23,8 @@ def test_three_mistakes_all_reported_with_key_paths() -> None:
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert lines == [
-        f"{path}: sample_interval: invalid duration '5 seconds': use Prometheus form such as 5s, 2m, 1h30m",
+        f"{path}: sample_interval: invalid duration '5 seconds': use Prometheus form such as 5s, 2m, 1h30m"
+        " (units largest first, each once)",
         f"{path}: streams.static[0].cmdline: invalid regular expression: missing ), unterminated subpattern"
         " at position 7",
         f"{path}: viewers.portz: unknown key",
@@ -56,11 +57,17 @@ def test_messages_name_the_problem() -> None:
                                             "actions.cooldown: duration -5 must be greater than zero")
 
 
-def test_good_config_and_defaults() -> None:
+def test_good_config_and_defaults(tmp_path: Path) -> None:
     cfg = load_config(REPO / "tests/configs/good.yml")
     assert cfg.sample_interval == 5.0 and cfg.viewers.window == 60.0
     assert cfg.actions is not None and cfg.actions.budget.window == 1800.0
-    assert check_config(REPO / "tests/configs/good.yml").returncode == 0
+    # check-config also checks what run needs at start: the token file named must exist here.
+    token = tmp_path / "webhook.token"
+    token.write_text("t0ken\n")
+    good = tmp_path / "good.yml"
+    good.write_text((REPO / "tests/configs/good.yml").read_text().replace("/etc/iptv-exporter/webhook.token",
+                                                                            str(token)))
+    assert check_config(good).returncode == 0
     default = load_config(None)
     assert [r.preset for r in default.streams.discover] == ["panelx", "xtream", "hls"]
     assert default.node  # the host name

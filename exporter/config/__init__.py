@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 from exporter.config.actions import Actions
 from exporter.config.base import Section
 from exporter.config.durations import Duration, format_duration, parse_duration
+from exporter.config.yamlkeys import duplicate_keys
 from exporter.config.health import ErrorLog, Errors, Progress
 from exporter.config.streams import DiscoverRule, StaticStream, Streams
 from exporter.config.viewers import AccessLog, Geo, Viewers
@@ -35,6 +36,13 @@ class Config(Section):
     actions: Actions | None = None
     progress: Progress = Field(default_factory=Progress)
     errors: Errors = Field(default_factory=Errors)
+
+    @field_validator("sample_interval")
+    @classmethod
+    def _sane_interval(cls, value: float) -> float:
+        if not 0.1 <= value <= 3600:  # faster burns a core; slower and every stream looks stalled
+            raise ValueError(f"must be between 100ms and 1h, not {format_duration(value)}")
+        return value
 
     @field_validator("node")
     @classmethod
@@ -87,10 +95,20 @@ def load_config(path: str | Path | None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(text_path, [f"(file): cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(text_path, [f"(file): not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})"]
+                          ) from None
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        duplicates = duplicate_keys(node) if node is not None else []
+        if duplicates:  # as Prometheus does: the second value would silently win
+            raise ConfigError(text_path, duplicates)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(text_path, [f"(yaml): {where}{getattr(exc, 'problem', exc)}"]) from None
+    finally:
+        loader.dispose()
     return parse_config(data, text_path)

@@ -8,17 +8,33 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_WHOLE = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
+_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
+_WHOLE = re.compile("".join(f"(?:(?P<{u}>[0-9]{{1,12}}){u})?" for u in _ORDER))
+"""Prometheus's grammar (``model.ParseDuration``): each unit at most once, largest first (``1h30m``, not
+``30m1h`` or ``1s1h``)."""
+MIN_SECONDS = 0.001
+"""The smallest unit: a bare number below it (``0.000000001``) is a typo, not an interval."""
+MAX_SECONDS = 10 * 31536000.0
+"""Ten years: longer is a typo (``99999999999y`` once stopped the sampler for ever)."""
 
 
 def parse_duration(text: str) -> float:
     """Return seconds for a Prometheus duration; raise ValueError with the accepted form otherwise."""
-    if not _WHOLE.fullmatch(text):
-        raise ValueError(f"invalid duration {text!r}: use Prometheus form such as 5s, 2m, 1h30m")
-    seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    found = _WHOLE.fullmatch(text) if text else None
+    if found is None:
+        raise ValueError(f"invalid duration {text!r}: use Prometheus form such as 5s, 2m, 1h30m "
+                         "(units largest first, each once)")
+    seconds = sum(int(n) * _UNITS[unit] for unit, n in found.groupdict().items() if n is not None)
     if seconds <= 0:
         raise ValueError(f"duration {text!r} must be greater than zero")
+    return _bounded(seconds, text)
+
+
+def _bounded(seconds: float, shown: object) -> float:
+    if seconds < MIN_SECONDS:
+        raise ValueError(f"duration {shown!r} is shorter than 1ms")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"duration {shown!r} is longer than 10 years")
     return seconds
 
 
@@ -43,7 +59,7 @@ def _coerce(value: Any) -> Any:
         raise ValueError("expected a duration such as 5s or 2m")
     if not 0 < value < float("inf"):  # as for "0s": a zero interval would make the sampler spin
         raise ValueError(f"duration {value!r} must be greater than zero")
-    return value
+    return _bounded(float(value), value)
 
 
 Duration = Annotated[float, BeforeValidator(_coerce)]

@@ -1,0 +1,34 @@
+"""What ``run`` refuses after the config itself validated: files the config names that must be usable at start.
+
+``check-config`` reports these too (issue 15: a missing ``token_file`` passed the check, then ``run`` exited 1),
+through the same checks ``run`` makes, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from exporter.config import Config
+from exporter.config.actions import HttpAction
+from exporter.errors import ExporterError
+
+
+def startup_problems(config: Config) -> list[str]:
+    """``key.path: message`` for every start-up check that fails; empty when ``run`` would start."""
+    from exporter.actions import _check_http_secrets
+    from exporter.actions.receiver import TokenFile
+
+    problems: list[str] = []
+    actions = config.actions
+    if actions is None:
+        return problems
+    if actions.token_file is not None:
+        try:
+            TokenFile(actions.token_file).load()
+        except ExporterError as exc:
+            problems.append(str(exc))
+    for cfg in actions.configured().values():
+        if isinstance(cfg, HttpAction):
+            try:
+                _check_http_secrets(cfg)
+            except ExporterError as exc:
+                problems.append(str(exc))
+    return problems
