@@ -11,10 +11,10 @@ from pydantic import Field, ValidationError, field_validator
 from exporter.config.actions import Actions
 from exporter.config.base import Section
 from exporter.config.durations import Duration, format_duration, parse_duration
-from exporter.config.yamlkeys import duplicate_keys
 from exporter.config.health import ErrorLog, Errors, Progress
 from exporter.config.streams import DiscoverRule, StaticStream, Streams
 from exporter.config.viewers import AccessLog, Geo, Viewers
+from exporter.config.yamlkeys import duplicate_keys
 from exporter.errors import ConfigError
 
 __all__ = [
