@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from exporter.linear_re import LinearMatch, LinearPattern
+
 MASK = "<redacted>"
 
 _USER_GROUPS = ("userinfo", "user", "line")
@@ -49,14 +51,15 @@ class Redactor:
     default the user goes too, since a provider account's name is half of its credentials.
     """
 
-    def __init__(self, patterns: Iterable[re.Pattern[str]] = (), *, mask: str = MASK, keep_user: bool = False) -> None:
+    def __init__(self, patterns: Iterable[re.Pattern[str] | LinearPattern[str]] = (), *, mask: str = MASK,
+                 keep_user: bool = False) -> None:
         self._patterns = [p for p in patterns if "password" in p.groupindex]
         self._mask = mask
         self._groups = ("password",) if keep_user else ("password", *_USER_GROUPS)
 
-    def _masked(self, m: re.Match[str]) -> str:
+    def _masked(self, m: re.Match[str] | LinearMatch[str]) -> str:
         """The match with its secret groups masked (an outer group wins over the groups inside it)."""
-        text, start = m.group(0), m.start(0)
+        text, start = m.group(0) or "", m.start(0)
         if m.group("password") in _MASKS or m.group("password") == self._mask:
             return text  # redacted before
         spans = sorted(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from exporter.linear_re import LinearRegexError, compile_linear
 
 
 class Section(BaseModel):
@@ -16,18 +17,18 @@ class Section(BaseModel):
 
 def _compile(pattern: str) -> str:
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from exc
+        compile_linear(pattern)
+    except LinearRegexError as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
     return pattern
 
 
 Regex = Annotated[str, AfterValidator(_compile)]
-"""A regular expression that compiles."""
+"""A regular expression that RE2 compiles: the sources run it with RE2, in linear time (exporter.linear_re)."""
 
 
 def require_group(pattern: str, *groups: str) -> None:
     """Raise ValueError unless ``pattern`` has every named group in ``groups``."""
-    missing = [g for g in groups if g not in re.compile(pattern).groupindex]
+    missing = [g for g in groups if g not in compile_linear(pattern).groupindex]
     if missing:
         raise ValueError(f"regular expression needs the named group(s) {', '.join(missing)}: (?P<{missing[0]}>...)")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, model_validator
 
 from exporter.config.base import Regex, Section, require_group
 from exporter.config.streams import StreamId
+from exporter.linear_re import compile_linear
 
 LOOPBACK: list[IPvAnyNetwork] = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
@@ -71,7 +71,7 @@ class ErrorLog(Section):
             raise ValueError("path is required" + (" for preset panelx (its pm2 log)" if self.preset else ""))
         if self.stream_from_path is not None:
             require_group(self.stream_from_path, "stream")
-        line_names_stream = self.line is not None and "stream" in re.compile(self.line).groupindex
+        line_names_stream = self.line is not None and "stream" in compile_linear(self.line).groupindex
         if self.stream is None and self.stream_from_path is None and not line_names_stream:
             raise ValueError(
                 "say whose errors these are: stream, stream_from_path, or a line regex with (?P<stream>...)"

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from exporter.config.base import Regex, Section, require_group
+from exporter.linear_re import LinearPattern, compile_linear
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -52,14 +53,14 @@ class DiscoverRule(Section):
         require_group(self.cmdline, "stream")
         return self
 
-    def resolved(self) -> tuple[str | None, re.Pattern[str]]:
+    def resolved(self) -> tuple[str | None, LinearPattern[str]]:
         """The process name (None: any) and compiled command-line pattern this rule stands for."""
         if self.preset is not None:
             name, pattern = PRESETS[self.preset]
-            return name, re.compile(pattern)
+            return name, compile_linear(pattern)
         if self.cmdline is None:  # the validator above refuses this; model_construct() does not validate
             raise ValueError("a discovery rule needs a preset or a cmdline regex")
-        return self.process, re.compile(self.cmdline)
+        return self.process, compile_linear(self.cmdline)
 
 
 class StaticStream(Section):

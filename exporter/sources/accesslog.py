@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 from exporter.config import Config
 from exporter.config.viewers import AccessLog
 from exporter.geo import UNKNOWN, GeoInfo
+from exporter.linear_re import LinearPattern, compile_linear
 from exporter.redact import Redactor
 from exporter.sources import SampleContext
 from exporter.sources.accesslog_fast import INVALID, STAMP_SIZE, STATUS_CLASS, RequestMatcher, head_ip, stamp_time
@@ -83,17 +84,18 @@ PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-def log_redactor(patterns: Sequence[re.Pattern[str]]) -> Redactor:
+def log_redactor(patterns: Sequence[re.Pattern[str] | LinearPattern[str]]) -> Redactor:
     """:class:`exporter.redact.Redactor` in the access log's style: usernames kept (they are the lines the API
     shows), passwords as ``***`` (``/live/alice/***/5.ts``), the presets' and custom URL shapes included."""
     return Redactor(patterns, mask="***", keep_user=True)
 
 
-def url_patterns(cfg: AccessLog) -> list[tuple[str, re.Pattern[str], bool]]:
-    """(prefix, pattern, match whole): custom ``urls`` first (searched anywhere), then the preset's."""
-    out = [("", re.compile(u), False) for u in cfg.urls]
+def url_patterns(cfg: AccessLog) -> list[tuple[str, LinearPattern[str], bool]]:
+    """(prefix, pattern, match whole): custom ``urls`` first (searched anywhere), then the preset's. RE2, so
+    a custom pattern runs in linear time on any URL a client sends (exporter.linear_re)."""
+    out = [("", compile_linear(u), False) for u in cfg.urls]
     if cfg.preset is not None:
-        out += [(prefix, re.compile(p), True) for prefix, p in PRESETS[cfg.preset]]
+        out += [(prefix, compile_linear(p), True) for prefix, p in PRESETS[cfg.preset]]
     return out
 
 
@@ -168,7 +170,7 @@ def parse_json_line(line: bytes) -> Row | None:
     return (ip, _field(obj, "time"), path, status, nbytes, _field(obj, "agent"))
 
 
-def parse_regex_line(rx: re.Pattern[bytes], line: bytes) -> Row | None:
+def parse_regex_line(rx: LinearPattern[bytes], line: bytes) -> Row | None:
     """One line through a custom regex with named groups ip, path, status, bytes (agent, time optional)."""
     m = rx.search(line)
     if m is None:
@@ -383,7 +385,7 @@ class AccessLogSource:
         self._patterns = url_patterns(cfg)
         self.redactor = log_redactor([p for _, p, _ in self._patterns]
                                      + [re.compile(p) for shapes in PRESETS.values() for _, p in shapes])
-        self._custom = re.compile(cfg.regex.encode("utf-8")) if cfg.format == "regex" and cfg.regex else None
+        self._custom = compile_linear(cfg.regex.encode("utf-8")) if cfg.format == "regex" and cfg.regex else None
         self._follower = follower
         """Opened at the first sample, not here: an unreadable log marks the source down, it does not stop
         the exporter from starting."""

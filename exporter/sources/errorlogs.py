@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 from exporter.config.health import ErrorLog, Errors
 from exporter.config.streams import STREAM_ID
+from exporter.linear_re import LinearPattern, compile_linear
 from exporter.sources import SampleContext
 from exporter.sources.processes import ProcessesResult
 from exporter.sources.tail import FileFollower
@@ -87,9 +88,10 @@ class CompiledLog:
 
     path: str
     stream: str | None
-    stream_from_path: re.Pattern[str] | None
-    line: re.Pattern[str] | None
-    ignore: re.Pattern[str] | None
+    stream_from_path: LinearPattern[str] | None
+    line: LinearPattern[str] | None
+    ignore: LinearPattern[str] | None
+    """The config's regexes run with RE2 (linear time: a log line is anyone's text)."""
     from_start: bool
 
     @classmethod
@@ -99,9 +101,9 @@ class CompiledLog:
         return cls(
             path=cfg.path,
             stream=cfg.stream,
-            stream_from_path=re.compile(cfg.stream_from_path) if cfg.stream_from_path else None,
-            line=re.compile(cfg.line) if cfg.line else None,
-            ignore=re.compile(cfg.ignore) if cfg.ignore else None,
+            stream_from_path=compile_linear(cfg.stream_from_path) if cfg.stream_from_path else None,
+            line=compile_linear(cfg.line) if cfg.line else None,
+            ignore=compile_linear(cfg.ignore) if cfg.ignore else None,
             from_start=cfg.from_start,
         )
 
@@ -134,8 +136,9 @@ def parse_line(text: str, cfg: CompiledLog, file_stream: str | None) -> LogLine:
         groups = found.groupdict()
         if groups.get("stream"):
             stream = groups["stream"]
-        if groups.get("message") is not None:
-            message = groups["message"]
+        found_message = groups.get("message")
+        if found_message is not None:
+            message = found_message
     if stream is not None and not STREAM_ID.fullmatch(stream):
         stream = None
     repeated = _REPEATED.search(message)

@@ -10,7 +10,6 @@ never fail a sample. Without a /proc (not Linux) psutil reads the same facts (:f
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from exporter.config import Config
+from exporter.linear_re import LinearPattern, compile_linear
 from exporter.sources import SampleContext
 from exporter.sources.procfs import ProcFs, full_name, parse_cmdline
 
@@ -41,7 +41,8 @@ class ProcInfo:
 @dataclass(frozen=True, slots=True)
 class Rule:
     process: str | None
-    pattern: re.Pattern[str]
+    pattern: LinearPattern[str]
+    """RE2: command lines are written by any local user, the pattern by the config (exporter.linear_re)."""
     stream: str | None = None
     """Set for a static stream's own ``cmdline``: every match belongs to that stream."""
 
@@ -80,7 +81,7 @@ class ProcessesResult:
 def rules_from_config(config: Config) -> list[Rule]:
     """Static streams' own patterns first (they pin an id), then the discovery rules in order."""
     rules = [
-        Rule(None, re.compile(s.cmdline), stream=s.id) for s in config.streams.static if s.cmdline is not None
+        Rule(None, compile_linear(s.cmdline), stream=s.id) for s in config.streams.static if s.cmdline is not None
     ]
     for rule in config.streams.discover:
         name, pattern = rule.resolved()
