@@ -29,8 +29,11 @@ _USER_GROUPS = ("userinfo", "user", "line")
 # Each has a group ``password``; ``userinfo`` (user:pass together) and ``user`` where there is one.
 _USERINFO = re.compile(r"://(?P<userinfo>(?P<user>[^/\s:@\"'<>]+):(?P<password>[^/\s@\"'<>]+))@")
 _PATH_SHAPES = (
-    re.compile(r"/(?:live|movie|series|timeshifts?|hls)/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)/"),
-    re.compile(r"/hlsr/[^/\s\"?]+/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)/"),
+    # The password ends at the next '/', at the query ('?') or at the end of the path: a malformed URL
+    # (``/live/dave/Zp4ssD``, ``/live/mo/PwMMM?/7.ts``) still carries a real password.
+    re.compile(r"/(?:live|movie|series|timeshifts?|hls)/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)"
+               r"(?=[/?\s\"]|$)"),
+    re.compile(r"/hlsr/[^/\s\"?]+/(?P<user>[^/\s\"?]+)/(?P<password>[^/\s\"?]+)(?=[/?\s\"]|$)"),
 )
 _ASSIGNED = re.compile(r"=(?=(?P<password>[^&\s\"]+))")
 """Every ``=`` with the value after it (looked at, not consumed: a value may hold ``key=secret``)."""
@@ -118,8 +121,19 @@ class Redactor:
 
 
 _DEFAULT = Redactor()
+_OPAQUE = re.compile(r"[A-Za-z0-9+/=$._-]{16,}")
+"""A run that reads like a hash, a key or a token (``$6$salt$...`` of a shadow line): masked in excerpts."""
+EXCERPT = 80
 
 
 def redact(text: str) -> str:
     """``text`` with every password (and the user next to it) replaced by ``<redacted>``."""
     return _DEFAULT.redact(text)
+
+
+def excerpt(text: str, limit: int = EXCERPT, redactor: Redactor = _DEFAULT) -> str:
+    """What a log line may show of text read from a log source: passwords redacted, anything that looks
+    like a hash or a token masked, cut to ``limit`` characters. Never the raw line: a log source can be
+    swapped for another file (a shadow-like one), and a malformed URL still holds a password."""
+    masked = _OPAQUE.sub(MASK, redactor.redact(text[: limit * 4]))
+    return masked if len(masked) <= limit else masked[:limit] + "..."

@@ -60,6 +60,8 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
     skipped.add_metric([], log.skipped_lines_total)
     rotations = CounterMetricFamily("iptv_accesslog_rotations", "Access log rotations (rename or truncate) followed.")
     rotations.add_metric([], log.rotations)
+    overlong = CounterMetricFamily("iptv_accesslog_overlong_lines", "Access log lines over 64 KiB, dropped unread.")
+    overlong.add_metric([], log.overlong_lines_total)
     hist = HistogramMetricFamily(
         "iptv_viewer_session_duration_seconds",
         "Ended viewing sessions: a client on a stream from its first request until viewers.window passed "
@@ -67,7 +69,7 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
     )
     h = log.sessions
     hist.add_metric([], [(_le(bound), float(n)) for bound, n in h.buckets], h.sum)
-    yield from (online, sharing, lines, skipped, rotations, hist)
+    yield from (online, sharing, lines, skipped, rotations, overlong, hist)
 
 
 def _le(bound: float) -> str:

@@ -48,7 +48,7 @@ from exporter.config import Config
 from exporter.config.viewers import AccessLog
 from exporter.geo import UNKNOWN, GeoInfo
 from exporter.linear_re import LinearPattern, compile_linear
-from exporter.redact import Redactor
+from exporter.redact import Redactor, excerpt
 from exporter.sources import SampleContext
 from exporter.sources.accesslog_fast import INVALID, STAMP_SIZE, STATUS_CLASS, RequestMatcher, head_ip, stamp_time
 from exporter.sources.tail import FileFollower
@@ -270,6 +270,8 @@ class AccessLogResult:
     """(ip, agent) -> subscriber line, for the clients in :attr:`open_sessions` that have one."""
     lookup: Lookup = field(repr=False, compare=False)
     """Where :attr:`sharing` places IPs (the source's cached geo lookup)."""
+    overlong_lines_total: int = 0
+    """Lines longer than the follower's cap, dropped unread (``tail.MAX_LINE``)."""
 
     @functools.cached_property
     def sharing(self) -> tuple[LineSharing, ...]:
@@ -473,11 +475,13 @@ class AccessLogSource:
                     out.append(row)
         return out
 
-    def _log_skipped(self, lines: list[bytes]) -> None:
+    def _log_skipped(self, lines: list[bytes], skipped: int) -> None:
         for line in lines:
             if not self.parse([line]):
-                text = line[:300].decode("utf-8", "replace")
-                log.debug("access log line skipped (unparsable) line=%s", self.redactor.redact(text))
+                text = line[:400].decode("utf-8", "replace")
+                # Never the raw line: a count and a redacted, masked excerpt (exporter.redact.excerpt).
+                log.debug("access log lines skipped (unparsable) count=%d first_excerpt=%s",
+                          skipped, excerpt(text, redactor=self.redactor))
                 return
 
     def lookup_url(self, request: bytes) -> Hit:
@@ -548,7 +552,7 @@ class AccessLogSource:
         if skipped:
             self.skipped_total += skipped
             if log.isEnabledFor(logging.DEBUG):
-                self._log_skipped(lines)
+                self._log_skipped(lines, skipped)
 
     def _request_hit(self, request: bytes) -> Hit:
         """What a request line (``GET /path HTTP/1.1``) means: one regex for a preset, else :meth:`lookup_url`."""
@@ -775,6 +779,7 @@ class AccessLogSource:
             open_sessions=MappingProxyType(dict(zip(sessions, map(tuple, sessions.values()), strict=True))),
             client_lines=MappingProxyType(dict(client_line)),
             lookup=self._lookup,
+            overlong_lines_total=self._follower.overlong_lines if self._follower else 0,
         )
 
     def _suspected(self, pairs: list[tuple[bytes, str]], ip_counts: Counter[str]) -> frozenset[str]:
