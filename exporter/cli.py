@@ -29,6 +29,9 @@ def _add_run_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
                    metavar="HOST:PORT", help=f"address to serve on (default {DEFAULT_LISTEN})", **default)
     p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
                    help="TLS and basic auth, exporter-toolkit format", **default)
+    p.add_argument("--web.max-connections", dest="max_connections", type=int, metavar="N",
+                   help="concurrent HTTP connections (default 512; lowered to keep descriptors for sampling)",
+                   **default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
     from exporter.config import load_config
     from exporter.runtime import build_runtime
     from exporter.web.app import create_app
+    from exporter.web.connguard import DEFAULT_MAX_CONNECTIONS, ConnectionGuard
+    from exporter.web.limits import plan
     from exporter.web.webconfig import load_web_config, ssl_context
 
     config = load_config(args.config_file)
@@ -86,14 +91,20 @@ def _run(args: argparse.Namespace) -> int:
     host, port = args.listen or parse_listen_address(DEFAULT_LISTEN)
     # ffmpeg's -progress push is one POST that lasts as long as ffmpeg: without a limit, shutdown would wait
     # for every pushing ffmpeg to exit. After the limit the remaining requests are cancelled.
-    # loop and http are left "auto": uvloop and httptools (dependencies) when importable, else asyncio and h11.
+    # loop is left "auto" (uvloop when importable); http is httptools, inside the connection guard.
+    # Descriptors: soft limit raised to the hard one; connections capped, idle ones evicted past the cap and
+    # request heads given a deadline (exporter.web.connguard), so slow clients cannot starve the sampler.
+    fds = plan(args.max_connections or DEFAULT_MAX_CONNECTIONS)
+    guard = ConnectionGuard(fds.max_connections)
+    rt.registry.register(guard)
     uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                        timeout_graceful_shutdown=3)
+                        timeout_graceful_shutdown=3, http=guard.protocol())
     uv.load()
     if web_config is not None and web_config.tls_server_config is not None:
         uv.ssl = ssl_context(web_config.tls_server_config, args.web_config_file)  # min version, client CA
-    log.info("starting iptv-exporter version=%s node=%s listen=%s:%d streams_declared=%d",
-             __version__, config.node, host, port, len(config.streams.static))
+    log.info("starting iptv-exporter version=%s node=%s listen=%s:%d streams_declared=%d nofile_soft=%d "
+             "nofile_hard=%d max_connections=%d", __version__, config.node, host, port, len(config.streams.static),
+             fds.soft, fds.hard, fds.max_connections)
     server = uvicorn.Server(uv)
     server.run()
     return 0 if server.started else 1
