@@ -127,6 +127,38 @@ def test_blank_line_flood_is_linear_and_metrics_stay_fast(tmp_path: Path, export
     exp.wait_for(lambda s: metric(s, "iptv_stream_frames_total", stream="9") is not None, "stream 9 after flood")
 
 
+def _newlines_with_blocks(total: int, chunk: int) -> Iterator[bytes]:
+    """A flood that keeps under the 1 MiB-without-a-block bound: the receiver parses all of it."""
+    block = BLOCK.format(n=1, us=40_000).encode()
+    for i in range(total // chunk):
+        yield (block if i % 4 == 0 else b"") + b"\n" * chunk
+
+
+def test_blank_lines_between_blocks_are_all_parsed_and_metrics_stay_fast(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+    exp = exporter(write_config(tmp_path))
+    result: dict[str, object] = {}
+
+    def flood() -> None:
+        started = time.monotonic()
+        r = httpx.post(exp.url + "/progress/9", content=_newlines_with_blocks(16 << 20, 64 << 10), timeout=120)
+        result["status"], result["seconds"] = r.status_code, time.monotonic() - started
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    worst, scrapes = 0.0, 0
+    while thread.is_alive() or scrapes < 5:
+        started = time.monotonic()
+        scrape_ok(exp)
+        worst = max(worst, time.monotonic() - started)
+        scrapes += 1
+    thread.join()
+    print(f"16 MiB flood with blocks: {result}, scrapes={scrapes}, slowest scrape={worst:.3f}s")
+    assert result["status"] == 204, result
+    assert worst < 1.0, f"a scrape took {worst:.2f}s during the flood"
+    samples = exp.wait_for(lambda s: metric(s, "iptv_stream_frames_total", stream="9") is not None, "stream 9")
+    assert metric(samples, "iptv_progress_skipped_lines_total", via="push") == 0
+
+
 def test_parser_is_linear_in_a_newline_flood() -> None:
     """The parse itself, without the receiver's 1 MiB bound: 4 MiB of newlines in one chunk, and split in two."""
     from exporter.sources.progress import BlockParser
