@@ -64,6 +64,11 @@ def test_messages(tmp_path: Path) -> None:
         "actions.token_file: /nonexistent/iptv-exporter/webhook.token: does not exist")
     assert problems("tiny_interval.yml") == ["sample_interval: duration 1e-09 is shorter than 1ms"]
     assert problems("endless_interval.yml") == ["sample_interval: duration '99999999999y' is longer than 10 years"]
+    re2 = problems("re2_incompatible.yml")
+    assert [p.split(":")[0] for p in re2] == ["streams.discover[0].cmdline", "errors.logs[0].ignore"]
+    assert all("not for RE2" in p for p in re2)
+    assert problems("missing_http_token_file.yml")[0].startswith(
+        "actions.restart.token_file: cannot read /nonexistent/panel.token")
     unit_order = problems("unit_order.yml")
     assert [p.split(":")[0] for p in unit_order] == ["sample_interval", "viewers.window"]
     assert all("units largest first, each once" in p for p in unit_order)
