@@ -324,3 +324,33 @@ def test_clock_stepped_back_does_not_stretch_the_cooldown(tmp_path: Path, export
     wait_until(acted, timeout=20, interval=0.5, what="the new alert acted on once the 2 s cooldown passed")
     wait_until(_settled(exp, token, 2), timeout=30, what="its outcome")
     assert _ran(tmp_path) == ["7", "7"]
+
+
+def test_journal_deleted_while_running_is_recreated_not_written_into_the_void(
+    tmp_path: Path, exporter: Callable[..., Exporter]
+) -> None:
+    """``rm`` of the journal under a running exporter: SQLite would go on writing into the deleted file, and
+    the next start would have forgotten every action since (so their repeats would run twice). The exporter
+    notices at its next write, creates the journal again, and keeps what it remembers in memory."""
+    token = write_token(tmp_path / "token")
+    path = tmp_path / "journal.sqlite"
+    config = _config(tmp_path, path)
+    exp = exporter(config)
+    seven, eight = alert("7"), alert("8")
+    assert _post(exp, token, seven).status_code == 200
+    wait_until(_settled(exp, token, 1), timeout=30, what="a first action")
+    for leftover in tmp_path.glob("journal.sqlite*"):
+        leftover.unlink()
+    _post_until_accepted(exp, token, eight)
+    wait_until(_settled(exp, token, 1), timeout=30, what="the next action, in a journal the path names")
+    assert path.exists()
+    assert _post(exp, token, seven).status_code == 200  # the repeat of the first: still a duplicate (memory)
+    wait_until(lambda: len(journal(exp.url, token)["decisions"]) == 2, timeout=20, what="the repeat decided")
+    assert journal(exp.url, token)["decisions"][0]["result"] == "skipped_duplicate"
+    exp.stop()
+
+    exp = exporter(config)  # what survives a restart: the action taken after the deletion
+    _post_until_accepted(exp, token, eight)
+    wait_until(lambda: any(d["result"] == "skipped_duplicate" for d in journal(exp.url, token)["decisions"]),
+               timeout=20, what="the repeat of the second alert after a restart")
+    assert sorted(_ran(tmp_path)) == ["7", "8"]

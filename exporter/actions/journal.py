@@ -218,6 +218,8 @@ class Journal:
         self._problem = "not opened yet"
         self._tried = float("-inf")
         """time.monotonic() of the last attempt to open it (revive is rate-limited)."""
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file opened: a path that names another file (or none) was replaced."""
 
     @classmethod
     def open(cls, path: Path) -> Journal:
@@ -246,10 +248,14 @@ class Journal:
             self._tried = time.monotonic()
             try:
                 conn = _connect(self.path)
+                st = os.stat(self.path)
+            except OSError as exc:
+                self._down(f"actions.journal: cannot open {self.path}: {_describe(exc, self.path)}")
+                raise JournalError(self._problem) from None
             except JournalError as exc:
                 self._down(exc.reason)
                 raise
-            self._conn = conn
+            self._conn, self._identity = conn, (st.st_dev, st.st_ino)
             if self._problem != "not opened yet":
                 log.warning("action journal usable again, actions resume path=%s", self.path)
             self._problem = ""
@@ -266,6 +272,26 @@ class Journal:
             except JournalError:
                 return False
             return True
+
+    def verify_file(self) -> bool:
+        """Whether the path still names the file in use. One that was deleted or replaced (``rm``, ``mv``)
+        would take every later write into a file nobody can see, and a restart would forget them: it is
+        taken as down, so the next :meth:`revive` opens (or creates) the file the path names now."""
+        with self._lock:
+            if self._conn is None:
+                return False
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise self._failed(exc, "check") from None
+            if st is not None and (st.st_dev, st.st_ino) == self._identity:
+                return True
+            self._tried = float("-inf")  # reopen at once: the file is fine, only another one
+            self._down(f"actions.journal {self.path}: the file was deleted or replaced while in use; the"
+                       " exporter opens the one the path names now (the old one keeps its history)")
+            return False
 
     def close(self) -> None:
         with self._lock:

@@ -261,6 +261,8 @@ class ActionWorker:
             log.info("journal retention removed=%d", removed)
 
     def _handle_batch(self, items: list[Queued]) -> None:
+        with contextlib.suppress(JournalError):  # the journal is down then: revive() says so
+            self.journal.verify_file()
         if not self.revive(1.0):
             log.error("action journal unusable: notifications not acted on notifications=%d; they are when"
                       " Alertmanager repeats them", len(items))
