@@ -354,3 +354,38 @@ def test_journal_deleted_while_running_is_recreated_not_written_into_the_void(
     wait_until(lambda: any(d["result"] == "skipped_duplicate" for d in journal(exp.url, token)["decisions"]),
                timeout=20, what="the repeat of the second alert after a restart")
     assert sorted(_ran(tmp_path)) == ["7", "8"]
+
+
+def test_disk_full_while_actions_run_and_wait_loses_no_outcome_and_no_restart(
+    tmp_path: Path, fs: Path, exporter: Callable[..., Exporter]
+) -> None:
+    """The disk fills while one restart runs and another waits for the only worker: the running one's outcome
+    is written once the disk has room, the waiting one never starts (its start cannot be journalled), is
+    recorded not_started, and runs on Alertmanager's repeat. Each stream restarted exactly once."""
+    token = write_token(tmp_path / "token")
+    data = actions_config(
+        tmp_path, {"type": "command", "argv": [PYTHON, str(RECORD), str(tmp_path / "record.jsonl"), "--sleep", "3",
+                                               "{stream}"], "timeout": "30s"},
+        streams=[{"id": s, "name": f"Stream {s}"} for s in ("7", "8")], verify_timeout="1s", cooldown="1h",
+        max_concurrent=1,
+    )
+    data["actions"]["journal"] = str(fs / "journal.sqlite")
+    exp = exporter(write_config(tmp_path / "config.yml", data))
+    both = (_big("7"), _big("8"))
+    assert _post(exp, token, *both).status_code == 200
+    wait_until(lambda: len(_ran(tmp_path)) == 1, timeout=30, what="the first restart running, the second waiting")
+    filler = fill(fs)
+    wait_until(lambda: _journal_up(exp) == 0, timeout=30, what="the outcome's write failing on the full disk")
+    filler.unlink()
+    story = wait_until(_settled(exp, token, 2), timeout=30, what="both outcomes written once the disk had room")
+    results = {a["stream"]: a for a in story["actions"]}
+    (first,) = _ran(tmp_path)
+    second = "8" if first == "7" else "7"
+    assert results[first]["started_at"] is not None and results[first]["result"] in ("ok", "failed")
+    assert results[second]["started_at"] is None and results[second]["result"] == "not_started", results[second]
+
+    _post_until_accepted(exp, token, *both)  # Alertmanager's repeat
+    wait_until(_settled(exp, token, 3), timeout=30, what="the waiting restart run on the repeat")
+    assert sorted(_ran(tmp_path)) == ["7", "8"]
+    repeat = {d["stream"]: d["result"] for d in journal(exp.url, token)["decisions"][:2]}
+    assert repeat == {first: "skipped_duplicate", second: "accepted"}
