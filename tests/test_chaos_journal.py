@@ -375,7 +375,15 @@ def test_disk_full_while_actions_run_and_wait_loses_no_outcome_and_no_restart(
     assert _post(exp, token, *both).status_code == 200
     wait_until(lambda: len(_ran(tmp_path)) == 1, timeout=30, what="the first restart running, the second waiting")
     filler = fill(fs)
-    wait_until(lambda: _journal_up(exp) == 0, timeout=30, what="the outcome's write failing on the full disk")
+
+    def both_over() -> bool:
+        _alive(exp)
+        samples = exp.scrape()
+        over = sum(v for (name, labels), v in samples.items() if name == "iptv_actions_total"
+                   and dict(labels)["result"] in {"ok", "failed", "timeout", "interrupted", "not_started"})
+        return over == 2 and metric(samples, "iptv_actions_in_progress") == 0
+
+    wait_until(both_over, timeout=30, what="the first restart over and the second given up, on the full disk")
     filler.unlink()
     story = wait_until(_settled(exp, token, 2), timeout=30, what="both outcomes written once the disk had room")
     results = {a["stream"]: a for a in story["actions"]}
@@ -389,3 +397,6 @@ def test_disk_full_while_actions_run_and_wait_loses_no_outcome_and_no_restart(
     assert sorted(_ran(tmp_path)) == ["7", "8"]
     repeat = {d["stream"]: d["result"] for d in journal(exp.url, token)["decisions"][:2]}
     assert repeat == {first: "skipped_duplicate", second: "accepted"}
+    samples = exp.scrape()
+    assert metric(samples, "iptv_actions_total", stream=second, action="restart", result="not_started") == 1
+    assert "the disk is full" in exp.log_text()
