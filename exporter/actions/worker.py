@@ -132,8 +132,8 @@ class ActionWorker:
         self._opened = False
         """Whether the journal's state has been read into the policy (at its first successful open)."""
         self._open_lock = threading.Lock()
-        self._unwritten: dict[int, tuple[float, str, str]] = {}
-        """Outcomes the journal could not take when they happened (action id -> at, result, detail)."""
+        self._unwritten: dict[int, tuple[float, RunOutcome]] = {}
+        """Outcomes the journal could not take when they happened (action id -> when, outcome)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -172,9 +172,13 @@ class ActionWorker:
         self.policy.restore(self.journal.history(now - self.retention), self.journal.resets())
 
     def _write_unwritten(self) -> None:
-        for action_id, (at, result, detail) in list(self._unwritten.items()):
-            self.journal.finish_action(action_id, at=at, result=result, detail=detail, exit_code=None, output="")
+        for action_id, (at, outcome) in list(self._unwritten.items()):
+            self._write_outcome(action_id, at, outcome)
             del self._unwritten[action_id]
+
+    def _write_outcome(self, action_id: int, at: float, outcome: RunOutcome) -> None:
+        self.journal.finish_action(action_id, at=at, result=outcome.result, detail=outcome.detail[:2000],
+                                   exit_code=outcome.exit_code, output=outcome.output)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; running verifications end early (recorded interrupted); commands are left to
@@ -386,28 +390,29 @@ class ActionWorker:
     def _finish_unstarted(self, a: _Accepted, detail: str) -> None:
         """An accepted action that will not start: recorded not_started (later, if the journal is down)."""
         self.metrics.count(a.target.stream, a.target.action, NOT_STARTED)
-        at = self._clock()
+        at, outcome = self._clock(), RunOutcome(NOT_STARTED, detail)
         try:
-            self.journal.finish_action(a.action_id, at=at, result=NOT_STARTED, detail=detail, exit_code=None,
-                                       output="")
+            self._write_outcome(a.action_id, at, outcome)
         except JournalError:
-            self._unwritten[a.action_id] = (at, NOT_STARTED, detail)
+            self._unwritten[a.action_id] = (at, outcome)
 
     # -- one action ----------------------------------------------------------------------------------------
 
     def _act(self, a: _Accepted) -> None:
         action_id, target, runner = a.action_id, a.target, a.runner
-        if self._stop.is_set():
-            self.policy.cancel(a.reservation)
-            self._finish_unstarted(a, "the exporter is stopping; it runs when Alertmanager repeats the alert")
-            self._done()
-            return
-        try:
-            self.journal.mark_started(action_id, self._clock())  # durable before anything runs
-        except JournalError as exc:
-            self.policy.cancel(a.reservation)  # it never ran: the alert's repeat runs it
-            self._finish_unstarted(a, f"not started: {exc.reason}")
-            self._done()
+        why_not = "the exporter is stopping; it runs when Alertmanager repeats the alert"
+        if not self._stop.is_set():
+            try:
+                self.journal.mark_started(action_id, self._clock())  # durable before anything runs
+                why_not = ""
+            except JournalError as exc:
+                why_not = f"not started: {exc.reason}"
+        if why_not:
+            try:
+                self.policy.cancel(a.reservation)  # it never ran: the alert's repeat runs it
+                self._finish_unstarted(a, why_not)
+            finally:
+                self._done()
             return
         self.metrics.in_progress.inc()
         started = time.monotonic()
@@ -429,12 +434,11 @@ class ActionWorker:
             outcome = RunOutcome(FAILED, redact(f"internal error: {type(exc).__name__}: {exc}"))
         finally:
             elapsed = time.monotonic() - started
+            at = self._clock()
             try:
-                self.journal.finish_action(action_id, at=self._clock(), result=outcome.result,
-                                           detail=outcome.detail[:2000], exit_code=outcome.exit_code,
-                                           output=outcome.output)
+                self._write_outcome(action_id, at, outcome)
             except JournalError:  # it ran (the start is journalled): only its outcome waits for the journal
-                self._unwritten[action_id] = (self._clock(), outcome.result, outcome.detail[:2000])
+                self._unwritten[action_id] = (at, outcome)
             finally:
                 self.metrics.actions.labels(target.stream, target.action, outcome.result).inc()
                 self.metrics.duration.labels(target.action).observe(elapsed)
