@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.actions.errors import ActionsError
+from exporter.actions.errors import ActionsError, JournalError
 from exporter.actions.journal import _MAX_VARIABLES, ActionRecord, DecisionRecord, Journal, NotificationRecord
+from tests.faultfs import corrupt
 
 
 def _action(at: float, stream: str = "7", fp: str = "f") -> ActionRecord:
@@ -121,3 +122,24 @@ def test_batch_larger_than_one_statement(tmp_path: Path) -> None:
             b.decision(_decision(nid, f"f{nid}"))
     assert len(j.list_notifications(count + 1)) == count
     assert {d["fingerprint"] for d in j.list_decisions(limit=count + 1)} == {f"f{i}" for i in ids}
+
+
+def test_corrupt_pages_are_found_at_open_and_said_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = Journal.open(path)
+    for _ in range(50):
+        j.record_notification(NotificationRecord(1.0, "r", "u", "firing", "{}", 1, 0, "x" * 5000))
+    j.close()
+    corrupt(path)  # pages after the header turned to garbage: SQLite opens it, quick_check finds them
+    with pytest.raises(ActionsError) as caught:
+        Journal.open(path)
+    message = str(caught.value)
+    assert "corrupt" in message and f"mv {path} {path}.corrupt" in message, message
+    assert "\n" not in message
+    down = Journal(path)
+    with pytest.raises(JournalError):
+        down.connect()
+    assert not down.up and down.problem == message
+    assert not down.revive(0.0)  # still corrupt
+    path.rename(tmp_path / "j.sqlite.corrupt")
+    assert down.revive(0.0) and down.up and down.problem is None  # a fresh journal where it was

@@ -497,8 +497,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(f"actions.journal: {path} was written by a newer version (schema {version})")
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
-        if problems != ["ok"]:
+        problems = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:  # one line: SQLite's own report has line breaks
             raise JournalError(f"actions.journal: {path} is not a usable SQLite journal: corrupt"
                                f" ({'; '.join(problems)[:200]}); {_MOVE_ASIDE.format(path=path)}")
         conn.executescript(_SCHEMA)
@@ -520,12 +520,13 @@ def _describe(exc: sqlite3.Error | OSError, path: Path) -> str:
     """One line for a failure: what SQLite or the OS said, and what it means for the operator."""
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
+    text = " ".join(str(exc).split())  # one line
     name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
     if name in {"SQLITE_CORRUPT", "SQLITE_NOTADB"} or name.startswith("SQLITE_CORRUPT"):
-        return f"corrupt ({exc}, {name}); {_MOVE_ASIDE.format(path=path)}"
+        return f"corrupt ({text}, {name}); {_MOVE_ASIDE.format(path=path)}"
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return (f"locked by another process ({name}): is another exporter using the same actions.journal?"
                 " Only one may.")
     if name == "SQLITE_FULL":
-        return f"the disk is full ({exc}, {name})"
-    return f"{exc} ({name})"
+        return f"the disk is full ({text}, {name})"
+    return f"{text} ({name})"
