@@ -248,13 +248,15 @@ class Journal:
             self._tried = time.monotonic()
             try:
                 conn = _connect(self.path)
-                st = os.stat(self.path)
-            except OSError as exc:
-                self._down(f"actions.journal: cannot open {self.path}: {_describe(exc, self.path)}")
-                raise JournalError(self._problem) from None
             except JournalError as exc:
                 self._down(exc.reason)
                 raise
+            try:
+                st = os.stat(self.path)
+            except OSError as exc:
+                conn.close()
+                self._down(f"actions.journal: cannot open {self.path}: {_describe(exc, self.path)}")
+                raise JournalError(self._problem) from None
             self._conn, self._identity = conn, (st.st_dev, st.st_ino)
             if self._problem != "not opened yet":
                 log.warning("action journal usable again, actions resume path=%s", self.path)
