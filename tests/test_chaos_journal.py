@@ -24,8 +24,10 @@ import httpx
 import pytest
 
 from tests.actions_support import (
+    NODE,
     PYTHON,
     RECORD,
+    Alertmanager,
     actions_config,
     alert,
     journal,
@@ -36,6 +38,7 @@ from tests.actions_support import (
 )
 from tests.faultfs import corrupt, ext4, fill, immutable
 from tests.helpers import Exporter, metric, wait_until
+from tests.rules_config import alertmanager_config
 
 pytestmark = pytest.mark.slow
 
@@ -400,3 +403,30 @@ def test_disk_full_while_actions_run_and_wait_loses_no_outcome_and_no_restart(
     samples = exp.scrape()
     assert metric(samples, "iptv_actions_total", stream=second, action="restart", result="not_started") == 1
     assert "the disk is full" in exp.log_text()
+
+
+def test_a_real_alertmanager_retries_the_503_until_the_journal_works(
+    tmp_path: Path, fs: Path, exporter: Callable[..., Exporter]
+) -> None:
+    """The 503 is what makes the first try not the last: Alertmanager (the real one) keeps delivering a
+    notification it could not deliver, long before its repeat interval (an hour here), and the restart runs
+    once the disk has room, exactly once."""
+    token = write_token(tmp_path / "token")
+    filler = fill(fs)
+    exp = exporter(_config(tmp_path, fs / "journal.sqlite"))
+    assert _journal_up(exp) == 0
+    am = Alertmanager(tmp_path, alertmanager_config({NODE: exp.url + "/hooks/alertmanager"}, tmp_path / "token",
+                                                    group_wait="0s", group_interval="1s", repeat_interval="1h"))
+    am.start()
+    try:
+        am.post(alert("7"))
+        wait_until(lambda: (metric(exp.scrape(), "iptv_webhook_requests_total", code="503") or 0) >= 2, timeout=40,
+                   what="Alertmanager's deliveries refused with 503 while the disk is full")
+        assert _ran(tmp_path) == []
+        filler.unlink()
+        wait_until(lambda: _ran(tmp_path) == ["7"], timeout=60, what="Alertmanager's retry acted on")
+        wait_until(_settled(exp, token, 1), timeout=30, what="its outcome")
+        assert _journal_up(exp) == 1
+    finally:
+        am.stop()
+    assert _ran(tmp_path) == ["7"]
