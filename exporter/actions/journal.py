@@ -391,11 +391,13 @@ class Journal:
             conn.execute("UPDATE actions SET started_at = ? WHERE id = ?", (at, action_id))
 
     def finish_action(self, action_id: int, *, at: float, result: str, detail: str, exit_code: int | None,
-                      output: str) -> None:
+                      output: str, ran: bool = True) -> None:
+        """The outcome; ``ran=False`` (nothing reached the stream) also clears the start: no dedup key."""
         with self._locked("write") as conn:
             conn.execute(
-                "UPDATE actions SET finished_at = ?, result = ?, detail = ?, exit_code = ?, output = ? WHERE id = ?",
-                (at, result, detail, exit_code, output, action_id),
+                "UPDATE actions SET finished_at = ?, result = ?, detail = ?, exit_code = ?, output = ?,"
+                " started_at = CASE WHEN ? THEN started_at END WHERE id = ?",
+                (at, result, detail, exit_code, output, ran, action_id),
             )
 
     def record_reset(self, stream: str, at: float) -> int:

@@ -178,7 +178,7 @@ class ActionWorker:
 
     def _write_outcome(self, action_id: int, at: float, outcome: RunOutcome) -> None:
         self.journal.finish_action(action_id, at=at, result=outcome.result, detail=outcome.detail[:2000],
-                                   exit_code=outcome.exit_code, output=outcome.output)
+                                   exit_code=outcome.exit_code, output=outcome.output, ran=outcome.ran)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; running verifications end early (recorded interrupted); commands are left to
@@ -423,6 +423,9 @@ class ActionWorker:
             log.warning("action starting id=%d action=%s stream=%s runner=%s", action_id, target.action,
                         target.stream, runner.kind)
             outcome = runner.run(target, self._stop)
+            if not outcome.ran:  # nothing reached the stream: no dedup key, the alert's repeat tries again
+                self.policy.cancel(a.reservation)
+                outcome = replace(outcome, detail=f"{outcome.detail}; nothing ran: Alertmanager's repeat tries again")
             if outcome.result == OK:
                 verdict = self.verifier.wait(target.stream, frozenset(target.pids), self._clock(),
                                              self.verify_timeout, self._stop)
