@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from exporter.actions.errors import ActionsError
+from exporter.actions.errors import ActionsError, JournalError
 from exporter.actions.journal import _MAX_VARIABLES, ActionRecord, DecisionRecord, Journal, NotificationRecord
+from tests.faultfs import corrupt
 
 
 def _action(at: float, stream: str = "7", fp: str = "f") -> ActionRecord:
@@ -26,17 +28,23 @@ def test_round_trip_and_restore(tmp_path: Path) -> None:
                                      "accepted", "restart of stream 7", a1))
     j.mark_started(a1, 11.0)
     j.finish_action(a1, at=12.0, result="ok", detail="done", exit_code=0, output="out")
-    a2 = j.record_action(_action(20.0, fp="f2"))  # never finished: the exporter died
+    a2 = j.record_action(_action(20.0, fp="f2"))  # started, never finished: the exporter died
+    j.mark_started(a2, 20.5)
+    a3 = j.record_action(_action(21.0, fp="f3"))  # decided, never started: waiting for a worker at the kill
     j.record_reset("7", 15.0)
     j.close()
 
     j = Journal.open(path)
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert j.mark_interrupted(30.0) == 1
+    assert j._conn is not None and j._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # held by this process alone
+        sqlite3.connect(path, timeout=0.1).execute("SELECT COUNT(*) FROM actions").fetchone()
+    assert not path.with_name(path.name + "-shm").exists()  # no shared memory mapped into the process
+    assert j.mark_unfinished(30.0) == (1, 1)
     actions = {a["id"]: a for a in j.list_actions()}
     assert actions[a1]["result"] == "ok" and actions[a1]["output"] == "out"
     assert actions[a2]["result"] == "interrupted"
-    assert [p.fingerprint for p in j.history(0.0)] == ["f1", "f2"]
+    assert actions[a3]["result"] == "not_started"
+    assert [p.fingerprint for p in j.history(0.0)] == ["f1", "f2"]  # f3 never ran: no dedup key
     assert [p.fingerprint for p in j.history(15.0)] == ["f2"]
     assert j.resets() == {"7": 15.0}
     assert j.list_decisions("7")[0]["action_id"] == a1
@@ -75,9 +83,10 @@ def test_batch_assigns_ids_and_writes_everything_together(tmp_path: Path) -> Non
     j = Journal.open(tmp_path / "j.sqlite")
     first = j.record_notification(_notification())
     old_action = j.record_action(_action(5.0, fp="old"))
+    j.mark_started(old_action, 5.5)
     with j.batch() as b:
         nid = b.notification(_notification(2.0))
-        aid = b.action(_action(10.0, fp="f1"))
+        aid = b.action(dataclasses.replace(_action(10.0, fp="f1"), dry_run=True))
         b.decision(_decision(nid, "f1", aid))
         b.finish_action(aid, at=10.0, result="dry_run", detail="dry run: nothing executed", exit_code=None, output="")
         n2 = b.notification(_notification(3.0))
@@ -85,7 +94,7 @@ def test_batch_assigns_ids_and_writes_everything_together(tmp_path: Path) -> Non
     assert (nid, n2, aid) == (first + 1, first + 2, old_action + 1)
     assert [n["id"] for n in j.list_notifications()] == [n2, nid, first]
     action = j.list_actions()[0]
-    assert (action["id"], action["result"], action["dry_run"], action["finished_at"]) == (aid, "dry_run", False, 10.0)
+    assert (action["id"], action["result"], action["dry_run"], action["finished_at"]) == (aid, "dry_run", True, 10.0)
     assert action["started_at"] is None and action["output"] == ""
     assert [(d["notification_id"], d["action_id"]) for d in j.list_decisions()] == [(n2, None), (nid, aid)]
     assert j.record_notification(_notification()) == n2 + 1  # single-row writes go on after the batch's ids
@@ -113,3 +122,24 @@ def test_batch_larger_than_one_statement(tmp_path: Path) -> None:
             b.decision(_decision(nid, f"f{nid}"))
     assert len(j.list_notifications(count + 1)) == count
     assert {d["fingerprint"] for d in j.list_decisions(limit=count + 1)} == {f"f{i}" for i in ids}
+
+
+def test_corrupt_pages_are_found_at_open_and_said_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = Journal.open(path)
+    for _ in range(50):
+        j.record_notification(NotificationRecord(1.0, "r", "u", "firing", "{}", 1, 0, "x" * 5000))
+    j.close()
+    corrupt(path)  # pages after the header turned to garbage: SQLite opens it, quick_check finds them
+    with pytest.raises(ActionsError) as caught:
+        Journal.open(path)
+    message = str(caught.value)
+    assert "corrupt" in message and f"mv {path} {path}.corrupt" in message, message
+    assert "\n" not in message
+    down = Journal(path)
+    with pytest.raises(JournalError):
+        down.connect()
+    assert not down.up and down.problem == message
+    assert not down.revive(0.0)  # still corrupt
+    path.rename(tmp_path / "j.sqlite.corrupt")
+    assert down.revive(0.0) and down.up and down.problem is None  # a fresh journal where it was

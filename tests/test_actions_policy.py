@@ -140,3 +140,60 @@ def test_budgets_of_streams_not_decided_again_still_expire() -> None:
     assert p.decide(mk("8", fp="b1"), INVENTORY).accepted  # another stream: 7's budget is not looked at
     assert p.streams() == {"8"}
     assert not p.circuit_open("7") and p.budget_used("7") == 0
+
+
+def test_cancel_gives_back_exactly_what_the_decision_took() -> None:
+    """An accepted action that never started (journal write failed, exporter stopped) leaves no state."""
+    clock = Clock()
+    p = policy(clock, cooldown=60.0, budget_max=2, budget_window=600.0)
+    first = p.decide(mk(fp="a1"), INVENTORY)
+    assert first.accepted and first.reservation is not None
+    p.finish("7")
+    clock.now += 100
+    second = p.decide(mk(fp="a2"), INVENTORY)
+    assert second.accepted and second.reservation is not None
+    assert p.budget_used("7") == 2 and p.circuit_open("7")
+    p.cancel(second.reservation)
+    assert p.budget_used("7") == 1 and not p.circuit_open("7")
+    again = p.decide(mk(fp="a2"), INVENTORY)  # the repeat of the cancelled alert: acted on, not a duplicate
+    assert again.accepted and again.reservation is not None
+    assert again.reservation.previous == first.reservation.at  # cooldown restored to the first action's
+    p.cancel(again.reservation)
+    assert p.decide(mk(fp="a1"), INVENTORY).result == "skipped_duplicate"  # the first action's dedup key holds
+    clock.now -= 50  # (as if) within the first action's cooldown: the cancelled ones left none of their own
+    assert p.decide(mk(fp="a3"), INVENTORY).result == "skipped_cooldown"
+    clock.now += 50
+    assert p.decide(mk(fp="a3"), INVENTORY).accepted
+
+
+def test_cancel_of_the_only_action_leaves_nothing() -> None:
+    p = policy(Clock())
+    d = p.decide(mk(fp="a1"), INVENTORY)
+    assert d.reservation is not None
+    p.cancel(d.reservation)
+    assert p.streams() == set() and p.budget_used("7") == 0
+    assert p.decide(mk(fp="a1"), INVENTORY).accepted  # not busy, no cooldown, no dedup key
+
+
+def test_clock_stepped_back_bounds_cooldown_and_budget_to_their_length() -> None:
+    """NTP steps the clock back a day: remembered times in the future count from now, so the cooldown lasts at
+    most its length and the spent budget leaves the window one window from now, not a day later."""
+    clock = Clock()
+    p = policy(clock, cooldown=60.0, budget_max=1, budget_window=600.0)
+    assert p.decide(mk(fp="a1"), INVENTORY).accepted
+    p.finish("7")
+    clock.now -= 86400
+    assert p.decide(mk(fp="a2"), INVENTORY).result == "skipped_budget"
+    clock.now += 601
+    d = p.decide(mk(fp="a2"), INVENTORY)
+    assert d.accepted, d.reason  # old policy: no action for a day and a window
+    assert p.decide(mk(fp="a1"), INVENTORY).result == "skipped_duplicate"  # dedup keys are kept
+
+
+def test_restored_history_from_the_future_counts_from_now() -> None:
+    clock = Clock()
+    p = policy(clock, cooldown=60.0)
+    p.restore([PastAction("7", "restart", clock.now + 86400, "old", "t")], {})
+    assert p.decide(mk(fp="a1"), INVENTORY).result == "skipped_cooldown"
+    clock.now += 61
+    assert p.decide(mk(fp="a1"), INVENTORY).accepted

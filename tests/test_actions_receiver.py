@@ -386,27 +386,34 @@ def test_a_batch_of_racing_deliveries_acts_once(tmp_path: Path) -> None:
 
 
 def test_an_action_whose_journal_write_failed_never_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write fails (SQLite's own error, injected: tests/test_chaos_journal.py fills a real disk): nothing
+    runs, nothing is remembered, the hook answers 503 until the journal works, and the repeat acts."""
     token = write_token(tmp_path / "token")
-    with running(_config(tmp_path, "{stream}", cooldown="1ms")) as (client, _, component):
+    with running(_config(tmp_path, "{stream}", cooldown="1h")) as (client, _, component):
         real = component.journal._insert_rows
 
-        def failing(table: str, rows: Any) -> None:
+        def failing(conn: Any, table: str, rows: Any) -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
-        def post() -> None:
-            r = client.post("/hooks/alertmanager", json=notification(alert("7")), headers=_auth(token))
-            assert r.status_code == 200
+        down = alert("7")
+
+        def post() -> int:
+            return client.post("/hooks/alertmanager", json=notification(down), headers=_auth(token)).status_code
 
         monkeypatch.setattr(component.journal, "_insert_rows", failing)
-        post()
+        assert post() == 200
         assert component.worker.wait_idle(20)
         assert not (tmp_path / "record.jsonl").exists()  # not in the journal: not run (a restart would repeat it)
-        assert metric(_metrics(client), "iptv_actions_total", stream="7", action="restart", result="failed") == 1
-        story = client.get("/api/actions", headers=_auth(token)).json()
-        assert story["actions"] == [] and story["notifications"] == []
+        samples = _metrics(client)
+        assert metric(samples, "iptv_actions_total", stream="7", action="restart", result="failed") == 1
+        assert metric(samples, "iptv_actions_journal_up") == 0
+        story = client.get("/api/actions", headers=_auth(token))
+        assert story.status_code == 503 and "disk I/O error" in story.json()["message"]
+        assert story.json()["circuits"][0]["used"] == 0  # no budget, cooldown or dedup key for what never ran
         monkeypatch.setattr(component.journal, "_insert_rows", real)
-        post()
-        assert component.worker.wait_idle(20)  # the stream's slot was freed: the next alert acts
+        wait_until(lambda: post() == 200, timeout=10, what="the journal reopened")  # Alertmanager retries the 503
+        assert component.worker.wait_idle(20)
+        assert metric(_metrics(client), "iptv_actions_journal_up") == 1
     assert len(records(tmp_path / "record.jsonl")) == 1
 
 

@@ -32,7 +32,7 @@ from tests.actions_support import (
     running,
     write_token,
 )
-from tests.helpers import Proc, ffmpeg_hls_argv, http_server, wait_until
+from tests.helpers import Proc, ffmpeg_hls_argv, free_port, http_server, wait_until
 
 # Restarts whatever it supervises, like a panel's stream manager. The child's argv comes from a file so
 # the supervisor's own command line never matches the stream (it must not be signalled itself).
@@ -207,15 +207,20 @@ def test_http_runner_failures_timeouts_and_encoding(tmp_path: Path, panel: str) 
     assert runner.url(target).endswith("/api/streams/7/restart?name=BBC%20One%2F%26x%3D1")
     Panel.status = 500
     outcome = runner.run(target, STOP)
-    assert (outcome.result, outcome.detail) == (FAILED, "HTTP 500")
+    assert (outcome.result, outcome.detail, outcome.ran) == (FAILED, "HTTP 500", True)  # the panel got it
     Panel.status, Panel.delay = 200, 2.0
-    assert runner.run(target, STOP).result == TIMEOUT
+    outcome = runner.run(target, STOP)
+    assert outcome.result == TIMEOUT and outcome.ran  # sent: it may have restarted, never again for this alert
     Panel.delay = 0.0
     sent = len(Panel.seen)
     (tmp_path / "panel.token").unlink()
     outcome = runner.run(target, STOP)
-    assert outcome.result == FAILED and "cannot read" in outcome.detail
+    assert outcome.result == FAILED and "cannot read" in outcome.detail and not outcome.ran
     assert len(Panel.seen) == sent  # no request without its token
+    closed = HttpRunner(HttpAction(type="http", url=f"http://127.0.0.1:{free_port()}/restart/{{stream}}",
+                                   timeout=0.5), 4096)
+    outcome = closed.run(target, STOP)  # the panel's API is down: nothing ran, the alert's repeat tries again
+    assert outcome.result == FAILED and "ConnectError" in outcome.detail and not outcome.ran
 
 
 def _command(tmp: Path, *args: str, timeout: float = 10, limit: int = 4096) -> CommandRunner:
@@ -243,9 +248,9 @@ def test_command_runner_output_exit_codes_and_missing_program(tmp_path: Path) ->
     assert len(outcome.output) < 400
     assert "secret" not in outcome.output and "pa55" not in outcome.output
     outcome = _command(tmp_path, PYTHON, str(RECORD), record, "--exit", "3").run(TARGET, STOP)
-    assert (outcome.result, outcome.detail, outcome.exit_code) == (FAILED, "exit code 3", 3)
+    assert (outcome.result, outcome.detail, outcome.exit_code, outcome.ran) == (FAILED, "exit code 3", 3, True)
     outcome = _command(tmp_path, str(tmp_path / "no-such-program")).run(TARGET, STOP)
-    assert outcome.result == FAILED and "cannot start" in outcome.detail
+    assert outcome.result == FAILED and "cannot start" in outcome.detail and not outcome.ran
 
 
 def test_command_runner_does_not_wait_for_detached_children(tmp_path: Path) -> None:

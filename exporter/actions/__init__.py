@@ -2,20 +2,23 @@
 
 :func:`build_actions` wires the parts from the config and returns one app component (routes, start,
 stop) plus its metrics collector; ``exporter.runtime`` adds both when ``actions:`` is configured.
-Everything that can refuse to start (token file, journal) is checked here, at build time, so a broken
-setup exits 1 with a clear message instead of serving a webhook that cannot work.
+What can refuse to start (token file, secrets) is checked here, at build time, so a broken setup exits 1
+with a clear message instead of serving a webhook that cannot work. The journal is the exception: actions
+are optional, metrics are not; a journal that cannot be opened is logged in one line, the exporter serves
+metrics, refuses actions with 503 (``iptv_actions_journal_up 0``) and opens it once it can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
 import psutil
 from starlette.routing import BaseRoute
 
-from exporter.actions.errors import ActionsError
+from exporter.actions.errors import ActionsError, JournalError
 from exporter.actions.journal import Journal
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.policy import Policy
@@ -89,7 +92,9 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
         if isinstance(cfg, HttpAction):
             _check_http_secrets(cfg)
         runners[name] = build_runner(cfg, actions.output_limit, belongs)
-    journal = Journal.open(actions.journal)
+    journal = Journal(actions.journal)
+    with contextlib.suppress(JournalError):  # logged; the exporter serves metrics and refuses actions (503)
+        journal.connect()
     policy = Policy(
         node=config.node, actions=runners.keys(), cooldown=actions.cooldown, budget_max=actions.budget.max,
         budget_window=actions.budget.window, dedup_ttl=actions.retention,
@@ -98,7 +103,7 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
     def inventory() -> list[str]:
         return list(sampler.snapshot.streams)
 
-    metrics = ActionMetrics(policy, inventory)
+    metrics = ActionMetrics(policy, inventory, lambda: journal.up)
     verifier = Verifier()
     sampler.subscribe(verifier.on_snapshot)
     worker = ActionWorker(

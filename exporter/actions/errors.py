@@ -15,3 +15,15 @@ class PayloadError(ValueError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class JournalError(Exception):
+    """The journal cannot be used now (disk full, I/O error, read-only, corrupt, held by another process).
+
+    Not an ExporterError: the exporter keeps running; actions stop until the journal works again.
+    ``reason`` is one line naming the file and the problem, for the 503, the log and /api/actions.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -5,11 +5,17 @@ so a restarted exporter never repeats an action it already took. Writes are sing
 autocommit mode, except that the worker writes what it decided for a batch of queued notifications with
 :meth:`Journal.batch`: one transaction, a few multi-row INSERTs (a crash loses at most that batch, and the
 worker starts a batch's actions only once it is committed). One connection, guarded by a lock, serves the
-worker thread, the action threads and the API.
+worker thread, the action threads and the API; it holds the file exclusively (see :func:`_connect`).
+
+A journal that fails (disk full, I/O error, read-only, corrupt, locked by another process) is *down*: every
+call raises :class:`JournalError` with a one-line reason, which the receiver turns into 503 and the metrics
+into ``iptv_actions_journal_up 0``, until :meth:`Journal.revive` opens it again. Nothing here ever takes
+the exporter down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -17,13 +23,14 @@ import operator
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.actions.errors import ActionsError
+from exporter.actions.errors import ActionsError, JournalError
 
 log = logging.getLogger(__name__)
 
@@ -197,50 +204,139 @@ class JournalBatch:
 
 
 class Journal:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
+    """The journal file and its one connection; up (usable) or down with a one-line reason.
+
+    Any SQLite or OS error marks it down: the connection is closed (releasing the file), the reason is
+    logged once, and every call raises :class:`JournalError` until :meth:`revive` opens it again. Callers
+    change their state only after a write returned, so a failed write leaves nothing behind.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()  # re-entered by the single-row writes inside a batch()
         self.path = path
+        self._problem = "not opened yet"
+        self._tried = float("-inf")
+        """time.monotonic() of the last attempt to open it (revive is rate-limited)."""
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file opened: a path that names another file (or none) was replaced."""
 
     @classmethod
     def open(cls, path: Path) -> Journal:
-        """Open (creating it, mode 0600) or raise ActionsError with the reason; called at start-up."""
+        """Open or raise ActionsError with the reason (for tools and tests that need it up)."""
+        journal = cls(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # labels and output are not public
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise ActionsError(f"actions.journal: cannot open {path}: {exc}") from None
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ActionsError(f"actions.journal: {path} was written by a newer version (schema {version})")
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise ActionsError(f"actions.journal: {path} is not a usable SQLite journal: {exc}") from None
-        return cls(conn, path)
+            journal.connect()
+        except JournalError as exc:
+            raise ActionsError(exc.reason) from None
+        return journal
+
+    @property
+    def up(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def problem(self) -> str | None:
+        """Why it is down (None while up)."""
+        return None if self._conn is not None else self._problem
+
+    def connect(self) -> None:
+        """Open (creating it, mode 0600), check and prepare the file, or raise JournalError (and log it)."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            self._tried = time.monotonic()
+            try:
+                conn = _connect(self.path)
+            except JournalError as exc:
+                self._down(exc.reason)
+                raise
+            try:
+                st = os.stat(self.path)
+            except OSError as exc:
+                conn.close()
+                self._down(f"actions.journal: cannot open {self.path}: {_describe(exc, self.path)}")
+                raise JournalError(self._problem) from None
+            self._conn, self._identity = conn, (st.st_dev, st.st_ino)
+            if self._problem != "not opened yet":
+                log.warning("action journal usable again, actions resume path=%s", self.path)
+            self._problem = ""
+
+    def revive(self, min_interval: float) -> bool:
+        """While down: try to open it again, at most once per ``min_interval`` seconds. True when up."""
+        with self._lock:
+            if self._conn is not None:
+                return True
+            if time.monotonic() - self._tried < min_interval:
+                return False
+            try:
+                self.connect()
+            except JournalError:
+                return False
+            return True
+
+    def verify_file(self) -> bool:
+        """Whether the path still names the file in use. One that was deleted or replaced (``rm``, ``mv``)
+        would take every later write into a file nobody can see, and a restart would forget them: it is
+        taken as down, so the next :meth:`revive` opens (or creates) the file the path names now."""
+        with self._lock:
+            if self._conn is None:
+                return False
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise self._failed(exc, "check") from None
+            if st is not None and (st.st_dev, st.st_ino) == self._identity:
+                return True
+            self._tried = float("-inf")  # reopen at once: the file is fine, only another one
+            self._down(f"actions.journal {self.path}: the file was deleted or replaced while in use; the"
+                       " exporter opens the one the path names now (the old one keeps its history)")
+            return False
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            conn, self._conn = self._conn, None
+            self._problem = "closed (the exporter is stopping)"
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:
+                    log.warning("action journal close failed path=%s problem=%s", self.path, exc)
+
+    def _down(self, reason: str) -> None:
+        """Mark it down (the lock is held); log once per distinct reason."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # it has just failed; closing is all that is left to do
+                conn.close()
+        if reason != self._problem:
+            log.error("action journal unusable, actions refused until it works again path=%s problem=%s",
+                      self.path, reason)
+        self._problem = reason
+
+    def _failed(self, exc: sqlite3.Error | OSError, doing: str) -> JournalError:
+        reason = f"actions.journal {self.path}: {doing} failed: {_describe(exc, self.path)}"
+        self._down(reason)
+        return JournalError(reason)
 
     @contextmanager
-    def _locked(self) -> Iterator[sqlite3.Connection]:
+    def _locked(self, doing: str = "read") -> Iterator[sqlite3.Connection]:
         with self._lock:
-            yield self._conn
+            conn = self._conn
+            if conn is None:
+                raise JournalError(self._problem)
+            try:
+                yield conn
+            except (sqlite3.Error, OSError) as exc:
+                raise self._failed(exc, doing) from None
 
     @contextmanager
     def batch(self) -> Iterator[JournalBatch]:
         """Collect rows in the batch; at the end they are written in one transaction, or nothing is if the
-        block raises or the write fails. Other threads' journal calls wait until then: keep it short."""
-        with self._lock:
-            conn = self._conn
+        block raises or the write fails (JournalError). Other threads' journal calls wait until then."""
+        with self._locked("write") as conn:
             conn.execute("BEGIN")
             try:
                 nid, aid = conn.execute("SELECT (SELECT COALESCE(MAX(id), 0) FROM notifications),"
@@ -248,32 +344,34 @@ class Journal:
                 batch = JournalBatch(nid + 1, aid + 1)
                 yield batch
                 for table, rows in batch.rows.items():
-                    self._insert_rows(table, rows)
+                    self._insert_rows(conn, table, rows)
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # a failed write: _locked closes it anyway
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
-    def _insert_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    @staticmethod
+    def _insert_rows(conn: sqlite3.Connection, table: str, rows: Sequence[Sequence[Any]]) -> None:
         """Multi-row INSERTs: one statement (one sqlite3 call) per up to ``_MAX_VARIABLES`` values."""
         columns = _BATCH_COLUMNS[table]
         per = _MAX_VARIABLES // len(columns)
         for start in range(0, len(rows), per):
             chunk = rows[start:start + per]
-            self._conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain.from_iterable(chunk)))
+            conn.execute(_insert_sql(table, columns, len(chunk)), list(itertools.chain.from_iterable(chunk)))
 
     def _insert(self, table: str, values: Mapping[str, Any]) -> int:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        with self._locked() as conn:
+        with self._locked("write") as conn:
             cur = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(values.values()))
             return int(cur.lastrowid or 0)
 
     def _insert_record(self, rec: NotificationRecord | DecisionRecord | ActionRecord) -> int:
         sql, values = _ROWS[type(rec)]
-        with self._lock:
-            return int(self._conn.execute(sql, values(rec)).lastrowid or 0)
+        with self._locked("write") as conn:
+            return int(conn.execute(sql, values(rec)).lastrowid or 0)
 
     # -- writes ------------------------------------------------------------------------------------------
 
@@ -287,34 +385,47 @@ class Journal:
         return self._insert_record(rec)  # dry_run: a bool is stored as the integer 0 or 1
 
     def mark_started(self, action_id: int, at: float) -> None:
-        with self._locked() as conn:
+        """Written (durably) before the action runs: an action without it never ran, and will run when
+        Alertmanager repeats the alert; one with it is never run again for that alert."""
+        with self._locked("write") as conn:
             conn.execute("UPDATE actions SET started_at = ? WHERE id = ?", (at, action_id))
 
     def finish_action(self, action_id: int, *, at: float, result: str, detail: str, exit_code: int | None,
-                      output: str) -> None:
-        with self._locked() as conn:
+                      output: str, ran: bool = True) -> None:
+        """The outcome; ``ran=False`` (nothing reached the stream) also clears the start: no dedup key."""
+        with self._locked("write") as conn:
             conn.execute(
-                "UPDATE actions SET finished_at = ?, result = ?, detail = ?, exit_code = ?, output = ? WHERE id = ?",
-                (at, result, detail, exit_code, output, action_id),
+                "UPDATE actions SET finished_at = ?, result = ?, detail = ?, exit_code = ?, output = ?,"
+                " started_at = CASE WHEN ? THEN started_at END WHERE id = ?",
+                (at, result, detail, exit_code, output, ran, action_id),
             )
 
     def record_reset(self, stream: str, at: float) -> int:
         return self._insert("circuit_resets", {"at": at, "stream": stream})
 
-    def mark_interrupted(self, at: float) -> int:
-        """Actions left without an outcome by a crash or a kill: their outcome is unknown, say so."""
-        with self._locked() as conn:
-            cur = conn.execute(
+    def mark_unfinished(self, at: float) -> tuple[int, int]:
+        """Actions left without an outcome by a stop, a crash or a kill: (interrupted, not started).
+
+        One that had started is ``interrupted`` (its outcome is unknown) and stays a dedup key; one that
+        never started is ``not_started``, is no dedup key, cooldown or budget, and runs on the repeat.
+        """
+        with self._locked("write") as conn:
+            interrupted = conn.execute(
                 "UPDATE actions SET finished_at = ?, result = 'interrupted',"
-                " detail = 'the exporter stopped before the outcome was known' WHERE result IS NULL",
-                (at,),
-            )
-            return cur.rowcount
+                " detail = 'the exporter stopped before the outcome was known'"
+                " WHERE result IS NULL AND started_at IS NOT NULL", (at,),
+            ).rowcount
+            not_started = conn.execute(
+                "UPDATE actions SET finished_at = ?, result = 'not_started',"
+                " detail = 'the exporter stopped before it started; it runs when Alertmanager repeats the alert'"
+                " WHERE result IS NULL AND started_at IS NULL", (at,),
+            ).rowcount
+            return interrupted, not_started
 
     def prune(self, before: float) -> int:
         """Retention: drop everything older than ``before``; returns the rows removed."""
         removed = 0
-        with self._locked() as conn:
+        with self._locked("write") as conn:
             for table, col in (("notifications", "received_at"), ("decisions", "at"), ("actions", "decided_at"),
                                ("circuit_resets", "at")):
                 removed += conn.execute(f"DELETE FROM {table} WHERE {col} < ?", (before,)).rowcount
@@ -323,11 +434,12 @@ class Journal:
     # -- reads -------------------------------------------------------------------------------------------
 
     def history(self, since: float) -> list[PastAction]:
-        """Actions decided since ``since`` (dry runs too: dry run shows what the real mode would decide)."""
+        """Actions decided since ``since`` that ran or may have run (dry runs too: dry run shows what the real
+        mode would decide); one that never started is left out, so the alert's repeat runs it."""
         with self._locked() as conn:
             rows = conn.execute(
                 "SELECT stream, action, decided_at, fingerprint, starts_at FROM actions WHERE decided_at >= ?"
-                " ORDER BY decided_at",
+                " AND (dry_run = 1 OR started_at IS NOT NULL) ORDER BY decided_at",
                 (since,),
             ).fetchall()
         return [PastAction(*row) for row in rows]
@@ -361,3 +473,64 @@ class Journal:
             " ORDER BY id DESC LIMIT ?",
             (limit,),
         )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open and prepare the journal file, or raise JournalError saying what is wrong with it.
+
+    Exclusive locking, set before WAL mode: SQLite then keeps the WAL index in its own memory instead of a
+    shared ``-shm`` file mapped into the process. A mapped file that turns unwritable (``chattr +i``, a
+    filesystem gone read-only) or is truncated kills the process with SIGBUS at the next memory write; with
+    no mapping (``mmap_size=0`` too) every such failure is an error return instead. The lock also keeps a
+    second exporter off the file: two processes with their own dedup memory could both act on one alert.
+    ``synchronous=FULL``: a commit is on the disk when it returns, so "journalled" survives a power cut.
+    A quick_check at open finds corrupt pages before anything relies on them.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # labels and output are not public
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=1.0)
+    except (OSError, sqlite3.Error) as exc:
+        raise JournalError(f"actions.journal: cannot open {path}: {_describe(exc, path)}") from None
+    try:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA mmap_size=0")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(f"actions.journal: {path} was written by a newer version (schema {version})")
+        problems = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:  # one line: SQLite's own report has line breaks
+            raise JournalError(f"actions.journal: {path} is not a usable SQLite journal: corrupt"
+                               f" ({'; '.join(problems)[:200]}); {_MOVE_ASIDE.format(path=path)}")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except (sqlite3.Error, OSError) as exc:
+        conn.close()
+        raise JournalError(f"actions.journal: {path} is not a usable SQLite journal: {_describe(exc, path)}") from None
+    except JournalError:
+        conn.close()
+        raise
+    return conn
+
+
+_MOVE_ASIDE = ("move it aside (mv {path} {path}.corrupt) and the exporter creates a new one; the old one keeps"
+               " the history, but alerts it acted on may be acted on once more")
+
+
+def _describe(exc: sqlite3.Error | OSError, path: Path) -> str:
+    """One line for a failure: what SQLite or the OS said, and what it means for the operator."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = " ".join(str(exc).split())  # one line
+    name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+    if name in {"SQLITE_CORRUPT", "SQLITE_NOTADB"} or name.startswith("SQLITE_CORRUPT"):
+        return f"corrupt ({text}, {name}); {_MOVE_ASIDE.format(path=path)}"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (f"locked by another process ({name}): is another exporter using the same actions.journal?"
+                " Only one may.")
+    if name == "SQLITE_FULL":
+        return f"the disk is full ({text}, {name})"
+    return f"{text} ({name})"

@@ -23,9 +23,11 @@ DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0
 class ActionMetrics(Collector):
     """Counters updated by the worker and the receiver; the circuit gauge read from the policy on scrape."""
 
-    def __init__(self, policy: Policy, inventory: Callable[[], Collection[str]]) -> None:
+    def __init__(self, policy: Policy, inventory: Callable[[], Collection[str]],
+                 journal_up: Callable[[], bool] | None = None) -> None:
         self._policy = policy
         self._inventory = inventory
+        self._journal_up = journal_up
         # registry=None: these objects are not in any global registry; collect() below yields them.
         self.actions = Counter(
             "iptv_actions_total", "Alerts received by the action webhook, by what became of them.",
@@ -45,13 +47,13 @@ class ActionMetrics(Collector):
         self._results: dict[tuple[str, str, str], Any] = {}
         self._codes: dict[int, Any] = {}
 
-    def count(self, stream: str, action: str, result: str) -> None:
-        """One more in ``iptv_actions_total`` (the child looked up once per label set: label values are bounded)."""
+    def count(self, stream: str, action: str, result: str, n: int = 1) -> None:
+        """``n`` more in ``iptv_actions_total`` (the child looked up once per label set: label values are bounded)."""
         key = (stream, action, result)
         child = self._results.get(key)
         if child is None:
             child = self._results[key] = self.actions.labels(stream, action, result)
-        child.inc()
+        child.inc(n)
 
     def webhook_answered(self, code: int) -> None:
         """One more in ``iptv_webhook_requests_total``."""
@@ -76,3 +78,9 @@ class ActionMetrics(Collector):
         for stream in sorted(set(self._inventory()) | self._policy.streams()):
             circuit.add_metric([stream], 1 if self._policy.circuit_open(stream) else 0)
         yield circuit
+        if self._journal_up is not None:
+            yield GaugeMetricFamily(
+                "iptv_actions_journal_up",
+                "1 while the action journal is usable; 0 while actions are refused because it is not (see the log).",
+                value=1 if self._journal_up() else 0,
+            )

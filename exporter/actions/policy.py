@@ -3,7 +3,13 @@
 Everything that decides lives here and nowhere else, pure apart from its own state and an injected clock,
 so each rule is unit-tested with literal alerts. ``decide`` is atomic: when it accepts, it has already
 reserved the dedup key, the cooldown, a unit of budget and the stream's one action slot, so two
-notifications racing for the same stream (an HA twin) can never both act.
+notifications racing for the same stream (an HA twin) can never both act. The reservation is given back
+with :meth:`Policy.cancel` when the action never starts (its journal write failed, the exporter stopped
+first): dedup, cooldown and budget hold only for actions that ran or are running.
+
+Time is the wall clock (it must survive a restart through the journal). When it steps back, remembered
+times in the future are taken as now: a cooldown then lasts at most ``cooldown`` from the step, not the
+step's length on top.
 
 Order of the checks, first match wins: resolved, missing labels, other node, unknown action, unknown
 stream, duplicate, budget (circuit open), cooldown, busy; then accepted.
@@ -11,6 +17,8 @@ stream, duplicate, budget (circuit open), cooldown, busy; then accepted.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -20,10 +28,14 @@ from dataclasses import dataclass
 from exporter.actions.journal import PastAction
 from exporter.actions.payload import Alert
 
+log = logging.getLogger(__name__)
+
 ACCEPTED = "accepted"
 
 # Final results, the values of iptv_actions_total's `result` label.
 OK, FAILED, TIMEOUT, DRY_RUN, INTERRUPTED = "ok", "failed", "timeout", "dry_run", "interrupted"
+NOT_STARTED = "not_started"
+"""Accepted, but never started (stopped first, or the journal failed): no dedup key, runs on the repeat."""
 SKIPPED_RESOLVED = "skipped_resolved"
 REJECTED = "rejected"
 SKIPPED_OTHER_NODE = "skipped_other_node"
@@ -48,6 +60,18 @@ def clean(value: str, limit: int = LABEL_LIMIT) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """What an accepted decision took from the policy's state, to give back if the action never starts."""
+
+    dedup_key: tuple[str, str]
+    stream: str
+    action: str
+    at: float
+    previous: float | None
+    """The stream's previous action time (cooldown), restored on cancel."""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     result: str
     reason: str
@@ -58,6 +82,8 @@ class Decision:
     stream_label: str
     action_label: str
     node_label: str
+    reservation: Reservation | None = None
+    """Set when accepted: give it to :meth:`Policy.cancel` if the action never starts."""
 
     @property
     def accepted(self) -> bool:
@@ -90,6 +116,8 @@ class Policy:
         self._last: dict[tuple[str, str], float] = {}
         self._spent: dict[str, deque[float]] = {}
         self._busy: set[str] = set()
+        self._latest = float("-inf")
+        """The latest time remembered; a clock reading before it means the clock stepped back."""
 
     def restore(self, history: Iterable[PastAction], resets: Mapping[str, float]) -> None:
         """Rebuild dedup keys, cooldowns and budgets from past actions (journal order: oldest first)."""
@@ -100,6 +128,7 @@ class Policy:
                 self._last[key] = max(self._last.get(key, 0.0), past.decided_at)
                 if past.decided_at > resets.get(past.stream, float("-inf")):
                     self._spent.setdefault(past.stream, deque()).append(past.decided_at)
+                self._latest = max(self._latest, past.decided_at)
 
     def decide(self, alert: Alert, inventory: Collection[str]) -> Decision:
         labels = alert.labels
@@ -109,9 +138,9 @@ class Policy:
         stream = stream_label if stream_label in inventory else ""
         action = action_label if action_label in self.actions else ""
 
-        def verdict(result: str, reason: str) -> Decision:
+        def verdict(result: str, reason: str, reservation: Reservation | None = None) -> Decision:
             return Decision(result, reason, stream, action, clean(stream_label), clean(action_label),
-                            clean(node_label))
+                            clean(node_label), reservation)
 
         if alert.status != "firing":
             return verdict(SKIPPED_RESOLVED, "alert resolved: nothing to do")
@@ -128,6 +157,9 @@ class Policy:
             return verdict(SKIPPED_UNKNOWN_STREAM, f"stream {clean(stream_label)!r} is not in this node's inventory")
         with self._lock:
             now = self._clock()
+            if now < self._latest:
+                self._clock_stepped_back(now)
+            self._latest = now
             self._expire_seen(now)
             if alert.dedup_key in self._seen:
                 return verdict(SKIPPED_DUPLICATE, "this alert (fingerprint, startsAt) was already acted on")
@@ -146,7 +178,38 @@ class Policy:
             self._last[(stream, action)] = now
             self._spent.setdefault(stream, deque()).append(now)
             self._busy.add(stream)
-            return verdict(ACCEPTED, f"{action} of stream {stream}")
+            return verdict(ACCEPTED, f"{action} of stream {stream}",
+                           Reservation(alert.dedup_key, stream, action, now, last))
+
+    def cancel(self, reservation: Reservation) -> None:
+        """Give back what an accepted decision took (its action never started): the alert is no dedup key,
+        its cooldown and budget unit are returned, the stream's slot is free. Another decision's newer
+        state is left alone."""
+        with self._lock:
+            if self._seen.get(reservation.dedup_key) == reservation.at:
+                del self._seen[reservation.dedup_key]
+            key = (reservation.stream, reservation.action)
+            if self._last.get(key) == reservation.at:
+                if reservation.previous is None:
+                    del self._last[key]
+                else:
+                    self._last[key] = reservation.previous
+            spent = self._spent.get(reservation.stream)
+            if spent is not None:
+                with contextlib.suppress(ValueError):  # already expired from the window
+                    spent.remove(reservation.at)
+                if not spent:
+                    del self._spent[reservation.stream]
+            self._busy.discard(reservation.stream)
+
+    def _clock_stepped_back(self, now: float) -> None:
+        """Remembered times after ``now`` become ``now`` (the lock is held)."""
+        log.warning("clock stepped back seconds=%.0f: cooldowns and budgets in the future now count from now",
+                    self._latest - now)
+        self._seen = {k: min(at, now) for k, at in self._seen.items()}
+        self._last = {k: min(at, now) for k, at in self._last.items()}
+        for stream, spent in self._spent.items():
+            self._spent[stream] = deque(min(at, now) for at in spent)
 
     def finish(self, stream: str) -> None:
         """The stream's action is over (whatever its outcome): the next may run once cooldown allows."""

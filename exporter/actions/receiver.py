@@ -3,7 +3,8 @@
 The hook answers within milliseconds: it authenticates, reads at most ``body_limit`` bytes (streamed, so
 a huge body is refused without being read), validates, puts the notification on the worker's queue and
 returns. 401 without or with a wrong token, 413 past the limit, 400 with the reason for anything that is
-not an Alertmanager v4 payload, 503 when the queue is full (Alertmanager retries), 200 otherwise.
+not an Alertmanager v4 payload, 503 when the queue is full or the journal is unusable (Alertmanager
+retries; the message says why), 200 otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exporter.actions.errors import ActionsError, PayloadError
+from exporter.actions.errors import ActionsError, JournalError, PayloadError
 from exporter.actions.journal import Journal
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.payload import parse_notification
@@ -36,6 +37,8 @@ from exporter.config.streams import STREAM_ID
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
+REVIVE_EVERY = 1.0
+"""While the journal is down, a request tries to open it again at most this often."""
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="iptv-exporter"'}
 """Headers of every 401 from an endpoint behind the bearer token (the hook and the APIs)."""
 
@@ -202,15 +205,30 @@ class Receiver:
         except PayloadError as exc:
             log.warning("webhook payload refused reason=%s", exc.reason)
             return _answer(400, exc.reason)
+        if not self.journal.up and not await run_in_threadpool(self.worker.revive, REVIVE_EVERY):
+            return _answer(503, f"action journal unusable, retry later: {self.journal.problem}")
         if not self.worker.submit(notification, self._clock(), data):
             log.error("action queue full, notification refused for Alertmanager to retry")
             return _answer(503, "action queue full, retry later")
         return 200, b'{"status":"ok","message":"queued","alerts":%d}' % len(notification.alerts)
 
     @staticmethod
-    def _api_error(code: int, message: str) -> Response:
-        return JSONResponse({"status": "error", "message": message}, status_code=code,
+    def _api_error(code: int, message: str, **extra: Any) -> Response:
+        return JSONResponse({"status": "error", "message": message, **extra}, status_code=code,
                             headers=BEARER_CHALLENGE if code == 401 else None)
+
+    def _circuits(self, stream: str | None) -> list[dict[str, Any]]:
+        """The policy's budgets (memory, no journal read)."""
+        streams = sorted((set(self._inventory()) | self.policy.streams()) if stream is None else {stream})
+        return [
+            {"stream": s, "open": self.policy.circuit_open(s), "used": self.policy.budget_used(s),
+             "max": self.policy.budget_max, "window_seconds": self.policy.budget_window}
+            for s in streams
+        ]
+
+    def _journal_down(self, exc: JournalError, stream: str | None) -> Response:
+        """503 with the reason; the budgets from memory still answer what the circuits are."""
+        return self._api_error(503, f"action journal unusable: {exc.reason}", circuits=self._circuits(stream))
 
     async def _api_stream(self, request: Request) -> tuple[str | None, Response | None]:
         """Authorize an API request and read its optional ``?stream=``: (stream, None) or (None, the refusal)."""
@@ -231,21 +249,21 @@ class Receiver:
         limit = int(raw)
 
         def read() -> dict[str, Any]:
-            streams = sorted((set(self._inventory()) | self.policy.streams()) if stream is None else {stream})
+            if not self.worker.revive(REVIVE_EVERY):
+                raise JournalError(self.journal.problem or "unusable")
             return {
                 "dry_run": self.worker.dry_run,
                 "node": self.worker.node,
-                "circuits": [
-                    {"stream": s, "open": self.policy.circuit_open(s), "used": self.policy.budget_used(s),
-                     "max": self.policy.budget_max, "window_seconds": self.policy.budget_window}
-                    for s in streams
-                ],
+                "circuits": self._circuits(stream),
                 "actions": self.journal.list_actions(stream, limit),
                 "decisions": self.journal.list_decisions(stream, limit),
                 "notifications": self.journal.list_notifications(limit) if stream is None else [],
             }
 
-        return JSONResponse(await run_in_threadpool(read))
+        try:
+            return JSONResponse(await run_in_threadpool(read))
+        except JournalError as exc:
+            return self._journal_down(exc, stream)
 
     async def reset(self, request: Request) -> Response:
         """Close a stream's circuit now (an operator fixed the cause); recorded, so it survives a restart."""
@@ -255,8 +273,11 @@ class Receiver:
         if stream is None:
             return self._api_error(400, "give ?stream=<id>")
         was_open = self.policy.circuit_open(stream)
+        try:  # journalled first: a reset the journal does not have would be undone by the next start
+            await run_in_threadpool(self.journal.record_reset, stream, self._clock())
+        except JournalError as exc:
+            return self._journal_down(exc, stream)
         self.policy.reset(stream)
-        await run_in_threadpool(self.journal.record_reset, stream, self._clock())
         log.warning("circuit reset stream=%s was_open=%s", stream, was_open)
         return JSONResponse({"status": "ok", "stream": stream, "was_open": was_open, "open": False})
 

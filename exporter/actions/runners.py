@@ -64,6 +64,9 @@ class RunOutcome:
     detail: str
     exit_code: int | None = None
     output: str = ""
+    ran: bool = True
+    """False when nothing reached the target (the command could not be started, the panel's API could not be
+    connected to): the alert is then no dedup key, and its repeat tries again."""
 
 
 class Runner(Protocol):
@@ -125,14 +128,19 @@ def run_argv(argv: Sequence[str], *, timeout: float, output_limit: int, env: Map
     stdout; with a pipe we would wait for its EOF forever, or kill it with SIGPIPE by closing the pipe.
     The file is truncated after reading so a chatty daemon cannot fill the disk through it.
     """
-    with tempfile.TemporaryFile(prefix="iptv-action-") as out:
+    try:
+        out = tempfile.TemporaryFile(prefix="iptv-action-")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:  # a full or read-only temporary directory: the command never ran
+        return RunOutcome(FAILED, f"cannot start {argv[0]}: no file for its output in {tempfile.gettempdir()}:"
+                                  f" {exc.strerror or exc}", ran=False)
+    with out:
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv list from the config, filled from the inventory
                 list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=True,
                 start_new_session=True, cwd="/", env=dict(env), shell=False,
             )
         except OSError as exc:
-            return RunOutcome(FAILED, f"cannot start {argv[0]}: {exc.strerror or exc}")
+            return RunOutcome(FAILED, f"cannot start {argv[0]}: {exc.strerror or exc}", ran=False)
         deadline = time.monotonic() + timeout
         code: int | None = None
         result, detail = OK, ""
@@ -312,7 +320,7 @@ class HttpRunner:
         try:
             headers = self.headers()
         except ValueError as exc:
-            return RunOutcome(FAILED, str(exc))
+            return RunOutcome(FAILED, str(exc), ran=False)
         try:
             with httpx.Client(timeout=self.cfg.timeout, follow_redirects=False, trust_env=False) as client, \
                     client.stream(self.cfg.method, url, headers=headers) as response:
@@ -321,6 +329,8 @@ class HttpRunner:
                     body += chunk
                     if len(body) > self.output_limit:
                         break
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the request never left: nothing ran
+            return RunOutcome(FAILED, f"{type(exc).__name__}: {redact(str(exc))[:300]}", ran=False)
         except httpx.TimeoutException:
             return RunOutcome(TIMEOUT, f"no answer within {self.cfg.timeout:g}s from {redact(url)}")
         except httpx.HTTPError as exc:

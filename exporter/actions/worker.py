@@ -7,7 +7,11 @@ only puts the parsed notification on a bounded queue.
 
 The dispatcher takes what is queued in batches (what arrives within ``BATCH_WAIT`` of the first, up to
 ``BATCH_MAX``) and journals each batch in one transaction; an accepted action is handed to the pool only
-after its batch is committed, so an action that runs is always in the journal (dedup across restarts).
+after its batch is committed, and runs only once its start is journalled too, so an action that runs is
+always in the journal as started (dedup across restarts). When a write fails, the policy's reservations
+for what did not start are cancelled: the state never says more than the journal, and Alertmanager's
+repeat of the alert runs it. While the journal is down the dispatcher tries to reopen it every
+``REVIVE_EVERY`` seconds.
 Under a burst this is what keeps it ahead of the receiver: it shares the GIL with the event loop, so its
 Python per notification, and each time it wakes, costs the loop too.
 """
@@ -25,10 +29,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from exporter.actions.errors import JournalError
 from exporter.actions.journal import ActionRecord, DecisionRecord, Journal, JournalBatch, NotificationRecord
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.payload import Alert, Notification
-from exporter.actions.policy import DRY_RUN, FAILED, INTERRUPTED, OK, Decision, Policy, clean
+from exporter.actions.policy import DRY_RUN, FAILED, INTERRUPTED, NOT_STARTED, OK, Decision, Policy, Reservation, clean
 from exporter.actions.runners import Runner, RunOutcome, Target
 from exporter.actions.verify import Verifier
 from exporter.redact import redact
@@ -40,6 +45,9 @@ log = logging.getLogger(__name__)
 BODY_EXCERPT = 16 * 1024
 """Characters of each notification's body kept in the journal (as ASCII JSON)."""
 RETENTION_EVERY = 3600.0
+REVIVE_EVERY = 5.0
+"""While the journal is down, how often the dispatcher tries to open it again (the hook also tries, at most
+once a second, when a notification arrives)."""
 BATCH_WAIT = 0.010
 """Once a notification is queued, how long the dispatcher waits for more before it decides: a worker woken
 for every notification of a burst costs a thread switch and a GIL handover each (about a fifth of the
@@ -68,6 +76,7 @@ class _Accepted:
     target: Target
     runner: Runner
     decided_at: float
+    reservation: Reservation
 
 
 @dataclass(slots=True)
@@ -77,6 +86,10 @@ class _Batch:
     journal: JournalBatch
     accepted: list[_Accepted] = field(default_factory=list)
     results: Counter[str] = field(default_factory=Counter)
+    reserved: list[Reservation] = field(default_factory=list)
+    """Every reservation the batch's decisions took: cancelled if the batch is not committed."""
+    counted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(stream, action, result) to count in iptv_actions_total once the batch is committed."""
 
 
 class ActionWorker:
@@ -116,22 +129,60 @@ class ActionWorker:
         self._idle = threading.Condition()
         self._pending = 0
         self._last_prune = 0.0
+        self._opened = False
+        """Whether the journal's state has been read into the policy (at its first successful open)."""
+        self._open_lock = threading.Lock()
+        self._unwritten: dict[int, tuple[float, RunOutcome]] = {}
+        """Outcomes the journal could not take when they happened (action id -> when, outcome)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        now = self._clock()
-        interrupted = self.journal.mark_interrupted(now)
-        if interrupted:
-            log.warning("actions without outcome from a previous run marked interrupted count=%d", interrupted)
-        self._prune(now)
-        self.policy.restore(self.journal.history(now - self.retention), self.journal.resets())
+        """Read the journal's state (if it is up; else at its first successful open) and start the threads."""
+        self.revive(0.0)
         self._pool = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="iptv-action")
         self._thread = threading.Thread(target=self._loop, name="iptv-actions", daemon=True)
         self._thread.start()
 
+    def revive(self, min_interval: float) -> bool:
+        """Whether the journal can take work, after trying to open it again if it is down (at most once per
+        ``min_interval`` seconds). At its first open the policy is restored from it; outcomes it missed
+        while down are written."""
+        if self.journal.up and self._opened and not self._unwritten:
+            return True
+        with self._open_lock:
+            if not self.journal.revive(min_interval):
+                return False
+            try:
+                if not self._opened:
+                    self._restore()
+                    self._opened = True
+                self._write_unwritten()
+            except JournalError:
+                return False
+            return True
+
+    def _restore(self) -> None:
+        now = self._clock()
+        interrupted, not_started = self.journal.mark_unfinished(now)
+        if interrupted or not_started:
+            log.warning("actions without outcome from a previous run interrupted=%d not_started=%d",
+                        interrupted, not_started)
+        self._prune(now)
+        self.policy.restore(self.journal.history(now - self.retention), self.journal.resets())
+
+    def _write_unwritten(self) -> None:
+        for action_id, (at, outcome) in list(self._unwritten.items()):
+            self._write_outcome(action_id, at, outcome)
+            del self._unwritten[action_id]
+
+    def _write_outcome(self, action_id: int, at: float, outcome: RunOutcome) -> None:
+        self.journal.finish_action(action_id, at=at, result=outcome.result, detail=outcome.detail[:2000],
+                                   exit_code=outcome.exit_code, output=outcome.output, ran=outcome.ran)
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking work; running verifications end early (recorded interrupted); commands are left to finish."""
+        """Stop taking work; running verifications end early (recorded interrupted); commands are left to
+        finish; actions still waiting for a worker are recorded not_started (the repeat runs them)."""
         self._stop.set()
         with contextlib.suppress(queue.Full):  # full: the dispatcher sees _stop after its current item
             self._queue.put_nowait(None)
@@ -139,6 +190,14 @@ class ActionWorker:
             self._thread.join(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.journal.up:
+            try:
+                interrupted, not_started = self.journal.mark_unfinished(self._clock())
+            except JournalError:
+                return  # logged by the journal; the next start marks them
+            if not_started:
+                log.warning("actions waiting for a worker at stop not_started=%d: they run when Alertmanager"
+                            " repeats their alerts", not_started)
 
     def submit(self, notification: Notification, received_at: float, body: bytes) -> bool:
         """Queue a notification (``body`` as received); False when the queue is full (the receiver answers
@@ -171,7 +230,11 @@ class ActionWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=None if self.journal.up else REVIVE_EVERY)
+            except queue.Empty:
+                self.revive(REVIVE_EVERY)
+                continue
             if item is None:
                 break
             batch = [item]
@@ -194,11 +257,20 @@ class ActionWorker:
 
     def _prune(self, now: float) -> None:
         self._last_prune = now
-        removed = self.journal.prune(now - self.retention)
+        try:
+            removed = self.journal.prune(now - self.retention)
+        except JournalError:
+            return  # logged by the journal; retention waits for the next round
         if removed:
             log.info("journal retention removed=%d", removed)
 
     def _handle_batch(self, items: list[Queued]) -> None:
+        with contextlib.suppress(JournalError):  # the journal is down then: revive() says so
+            self.journal.verify_file()
+        if not self.revive(1.0):
+            log.error("action journal unusable: notifications not acted on notifications=%d; they are when"
+                      " Alertmanager repeats them", len(items))
+            return
         batch: _Batch | None = None
         try:
             with self.journal.batch() as rows:
@@ -208,12 +280,17 @@ class ActionWorker:
                         self._handle(item, batch)
                     except Exception:  # noqa: BLE001 - one bad notification must not stop the others
                         log.exception("notification handling failed")
-        except Exception:  # noqa: BLE001 - the write failed: nothing of the batch is recorded, so nothing runs
-            log.exception("journal write failed: the batch's actions are not run notifications=%d", len(items))
+        except Exception as exc:  # noqa: BLE001 - the write failed: nothing of the batch is recorded, so nothing runs
+            why = exc.reason if isinstance(exc, JournalError) else f"{type(exc).__name__}: {exc}"
+            log.error("journal write failed: the batch's actions are not run and nothing of it is remembered"
+                      " notifications=%d problem=%s", len(items), why)
+            for reservation in batch.reserved if batch is not None else ():
+                self.policy.cancel(reservation)  # nothing ran: no dedup key, cooldown or budget
             for a in batch.accepted if batch is not None else ():
-                self.policy.finish(a.target.stream)
                 self.metrics.count(a.target.stream, a.target.action, FAILED)
             return
+        for (stream, action, result), count in batch.counted.items():
+            self.metrics.count(stream, action, result, count)
         for a in batch.accepted:
             self._start(a)
         if log.isEnabledFor(logging.INFO):
@@ -239,26 +316,34 @@ class ActionWorker:
         now = self._clock()
         if not decision.accepted:
             self._record(batch, nid, alert, decision, decision.result, now)
-            self.metrics.count(decision.stream, decision.action, decision.result)
+            batch.counted[(decision.stream, decision.action, decision.result)] += 1
             return decision.result
+        reservation = decision.reservation
+        if reservation is None:
+            raise RuntimeError("an accepted decision without its reservation")
+        batch.reserved.append(reservation)
         try:
-            return self._accept(nid, alert, decision, snap, now, batch)
+            return self._accept(nid, alert, decision, reservation, snap, now, batch)
         except BaseException:
-            self.policy.finish(decision.stream)  # never handed to the pool: the stream's slot is free again
+            self.policy.cancel(reservation)  # never handed to the pool: nothing of it holds
+            if reservation in batch.reserved:
+                batch.reserved.remove(reservation)
             raise
 
-    def _accept(self, nid: int, alert: Alert, decision: Decision, snap: Snapshot, now: float, batch: _Batch) -> str:
+    def _accept(self, nid: int, alert: Alert, decision: Decision, reservation: Reservation, snap: Snapshot,
+                now: float, batch: _Batch) -> str:
         runner = self.runners[decision.action]
         target = Target(decision.stream, snap.streams[decision.stream].name, self.node, decision.action,
                         _pids(snap, decision.stream))
         try:
             command = runner.describe(target)
         except ValueError as exc:  # e.g. a name that makes no valid unit: refuse, never run something else
-            self.policy.finish(decision.stream)
+            self.policy.cancel(reservation)  # nothing ran: the repeat is refused (and recorded) again
+            batch.reserved.remove(reservation)
             refused = Decision(FAILED, f"refused: {exc}", decision.stream, decision.action, decision.stream_label,
                                decision.action_label, decision.node_label)
             self._record(batch, nid, alert, refused, FAILED, now)
-            self.metrics.count(decision.stream, decision.action, FAILED)
+            batch.counted[(decision.stream, decision.action, FAILED)] += 1
             return FAILED
         action_id = batch.journal.action(ActionRecord(
             decided_at=now, stream=decision.stream, action=decision.action, runner=runner.kind, command=command,
@@ -266,12 +351,12 @@ class ActionWorker:
         ))
         if not self.dry_run:
             self._record(batch, nid, alert, decision, decision.result, now, action_id)
-            batch.accepted.append(_Accepted(action_id, target, runner, now))  # runs once the batch is committed
+            batch.accepted.append(_Accepted(action_id, target, runner, now, reservation))  # runs once committed
             return decision.result
         self._record(batch, nid, alert, decision, DRY_RUN, now, action_id)
         batch.journal.finish_action(action_id, at=now, result=DRY_RUN, detail="dry run: nothing executed",
                                     exit_code=None, output="")
-        self.metrics.count(decision.stream, decision.action, DRY_RUN)
+        batch.counted[(decision.stream, decision.action, DRY_RUN)] += 1
         self.policy.finish(decision.stream)
         log.warning("dry run: would run action=%s stream=%s command=%s", decision.action, decision.stream, command)
         return DRY_RUN
@@ -296,27 +381,51 @@ class ActionWorker:
         try:
             if self._pool is None:
                 raise RuntimeError("worker not started")
-            self._pool.submit(self._act, a.action_id, a.target, a.runner)
+            self._pool.submit(self._act, a)
         except RuntimeError:  # stopping: the pool takes no more work
-            self.journal.finish_action(a.action_id, at=a.decided_at, result=INTERRUPTED,
-                                       detail="the exporter is stopping", exit_code=None, output="")
-            self.metrics.count(a.target.stream, a.target.action, INTERRUPTED)
-            self.policy.finish(a.target.stream)
+            self.policy.cancel(a.reservation)
+            self._finish_unstarted(a, "the exporter is stopping; it runs when Alertmanager repeats the alert")
             self._done()
+
+    def _finish_unstarted(self, a: _Accepted, detail: str) -> None:
+        """An accepted action that will not start: recorded not_started (later, if the journal is down)."""
+        self.metrics.count(a.target.stream, a.target.action, NOT_STARTED)
+        at, outcome = self._clock(), RunOutcome(NOT_STARTED, detail)
+        try:
+            self._write_outcome(a.action_id, at, outcome)
+        except JournalError:
+            self._unwritten[a.action_id] = (at, outcome)
 
     # -- one action ----------------------------------------------------------------------------------------
 
-    def _act(self, action_id: int, target: Target, runner: Runner) -> None:
+    def _act(self, a: _Accepted) -> None:
+        action_id, target, runner = a.action_id, a.target, a.runner
+        why_not = "the exporter is stopping; it runs when Alertmanager repeats the alert"
+        if not self._stop.is_set():
+            try:
+                self.journal.mark_started(action_id, self._clock())  # durable before anything runs
+                why_not = ""
+            except JournalError as exc:
+                why_not = f"not started: {exc.reason}"
+        if why_not:
+            try:
+                self.policy.cancel(a.reservation)  # it never ran: the alert's repeat runs it
+                self._finish_unstarted(a, why_not)
+            finally:
+                self._done()
+            return
         self.metrics.in_progress.inc()
         started = time.monotonic()
         outcome = RunOutcome(INTERRUPTED, "the exporter is stopping")
         try:
             # The pool may have kept it waiting: act on the processes of now, not of the decision.
             target = replace(target, pids=_pids(self._snapshot(), target.stream))
-            self.journal.mark_started(action_id, self._clock())
             log.warning("action starting id=%d action=%s stream=%s runner=%s", action_id, target.action,
                         target.stream, runner.kind)
             outcome = runner.run(target, self._stop)
+            if not outcome.ran:  # nothing reached the stream: no dedup key, the alert's repeat tries again
+                self.policy.cancel(a.reservation)
+                outcome = replace(outcome, detail=f"{outcome.detail}; nothing ran: Alertmanager's repeat tries again")
             if outcome.result == OK:
                 verdict = self.verifier.wait(target.stream, frozenset(target.pids), self._clock(),
                                              self.verify_timeout, self._stop)
@@ -328,10 +437,11 @@ class ActionWorker:
             outcome = RunOutcome(FAILED, redact(f"internal error: {type(exc).__name__}: {exc}"))
         finally:
             elapsed = time.monotonic() - started
+            at = self._clock()
             try:
-                self.journal.finish_action(action_id, at=self._clock(), result=outcome.result,
-                                           detail=outcome.detail[:2000], exit_code=outcome.exit_code,
-                                           output=outcome.output)
+                self._write_outcome(action_id, at, outcome)
+            except JournalError:  # it ran (the start is journalled): only its outcome waits for the journal
+                self._unwritten[action_id] = (at, outcome)
             finally:
                 self.metrics.actions.labels(target.stream, target.action, outcome.result).inc()
                 self.metrics.duration.labels(target.action).observe(elapsed)
