@@ -57,10 +57,12 @@ def _pattern(pattern: str | None, stream: str) -> str | None:
 def build_inventory(
     config: Config, processes: ProcessesResult | None, names: Mapping[str, str]
 ) -> Mapping[str, StreamRef]:
-    """Static streams always; discovered streams while their processes run (or ran since we started).
+    """Static streams always; discovered streams while the processes source tracks them.
 
-    A discovered stream stays in the inventory once seen, so its counters do not vanish while it is down:
-    a crash must read ``iptv_stream_up 0``, not an absent series that silences the alerts.
+    A discovered stream stays in the inventory once seen (and across exporter restarts, through the
+    streams state file), so its counters do not vanish while it is down: a crash must read
+    ``iptv_stream_up 0``, not an absent series that silences the alerts. It leaves after
+    ``streams.forget_after`` without a process (a removed or on-demand channel); a declared one never does.
     """
     cfg = config.streams
     out: dict[str, StreamRef] = {}
@@ -83,5 +85,7 @@ def build_inventory(
             declared=False,
             playlist=_pattern(cfg.playlist, stream) or seen.playlist,
             progress=_pattern(cfg.progress, stream) or seen.progress,
+            restartable=seen.owner_allowed,
         )
     return MappingProxyType(out)
+

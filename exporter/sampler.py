@@ -22,6 +22,7 @@ from exporter.redact import redact
 from exporter.snapshot import EMPTY, Snapshot, SourceStatus, StreamRef
 from exporter.sources import SampleContext, Source
 from exporter.sources.processes import ProcessesResult, ProcessesSource
+from exporter.streamstate import StreamMemory, state_path
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,10 @@ class Sampler:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.processes = processes if processes is not None else ProcessesSource(config)
+        if processes is None:
+            path = state_path(config)
+            processes = ProcessesSource(config, memory=StreamMemory(path) if path is not None else None)
+        self.processes = processes
         self.sources = list(sources)
         self._clock = clock
         self._snapshot = EMPTY

@@ -19,6 +19,9 @@ class StreamRef:
     declared: bool
     playlist: str | None = None
     progress: str | None = None
+    restartable: bool = True
+    """Whether an action may run for it: declared, or discovered from a process of an owner the discovery
+    rules allow (the receiver consults this, whoever sent the alert)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from exporter.actions.worker import ActionWorker
 from exporter.config import Config
 from exporter.config.actions import HttpAction
 from exporter.sampler import Sampler
-from exporter.sources.processes import ProcInfo, rules_from_config, stream_of
+from exporter.sources.discovery import rules_from_config, stream_for
 
 __all__ = ["ActionsComponent", "ActionsError", "build_actions"]
 
@@ -82,10 +82,7 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
 
     def belongs(proc: psutil.Process, stream: str) -> bool:
         with proc.oneshot():
-            info = ProcInfo(pid=proc.pid, name=proc.name(), cmdline=tuple(proc.cmdline()),
-                            create_time=proc.create_time(), cpu_seconds=0.0, rss_bytes=0, read_bytes=None,
-                            open_fds=None, threads=0)
-        return stream_of(info, rules) == stream
+            return stream_for(proc.name(), tuple(proc.cmdline()), rules, proc.uids().real) == stream
 
     runners: dict[str, Runner] = {}
     for name, cfg in actions.configured().items():

@@ -312,7 +312,9 @@ class ActionWorker:
     def _decide(self, nid: int, alert: Alert, batch: _Batch) -> str:
         """Decide and journal one alert; an accepted real action goes on ``batch.accepted``. Returns the result."""
         snap = self._snapshot()
-        decision = self.policy.decide(alert, snap.streams)
+        # Only streams the config allows: declared, or discovered from a process of an allowed owner.
+        allowed = {s for s, ref in snap.streams.items() if ref.restartable or ref.declared}
+        decision = self.policy.decide(alert, allowed)
         now = self._clock()
         if not decision.accepted:
             self._record(batch, nid, alert, decision, decision.result, now)

@@ -28,14 +28,16 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
         "iptv_stream_start_time_seconds", "Start time of the stream's oldest process, Unix seconds.", labels=L
     )
     restarts = CounterMetricFamily(
-        "iptv_stream_restarts", "New processes of a stream seen while the exporter runs.", labels=L
+        "iptv_stream_restarts", "Starts of a stream's processes after its first, while the exporter runs.",
+        labels=L,
     )
     cpu = CounterMetricFamily("iptv_stream_cpu", "CPU time of the stream's processes, user + system.",
                               labels=L, unit="seconds")
     mem = GaugeMetricFamily("iptv_stream_resident_memory_bytes", "Resident memory of the stream's processes.",
                             labels=L)
     read = CounterMetricFamily(
-        "iptv_stream_read_bytes", "Bytes read by the stream's processes (read_chars: includes socket ingest).",
+        "iptv_stream_read_bytes",
+        "Bytes the stream took in: TCP bytes received on its processes' input sockets, rchar for file inputs.",
         labels=L,
     )
     fds = GaugeMetricFamily("iptv_stream_open_fds", "Open file descriptors of the stream's processes.", labels=L)
@@ -58,3 +60,23 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
             fds.add_metric([stream], p.open_fds)
             threads.add_metric([stream], p.threads)
     yield from (up, start, restarts, cpu, mem, read, fds, threads, procs_n)
+    if procs is None:
+        return
+    refused = CounterMetricFamily(
+        "iptv_discovery_refused_processes",
+        "Processes that matched a discovery rule but were refused as streams: reason owner (a user the rules"
+        " do not allow) or cap (streams.max_discovered reached).", labels=["reason"],
+    )
+    for reason, count in sorted(procs.refused_total.items()):
+        refused.add_metric([reason], count)
+    forgotten = CounterMetricFamily(
+        "iptv_discovery_forgotten_streams",
+        "Discovered streams that left the inventory after streams.forget_after without a process.",
+    )
+    forgotten.add_metric([], procs.forgotten_total)
+    events = GaugeMetricFamily(
+        "iptv_exporter_process_events_up",
+        "1 if the kernel's process events count every start and exit of stream processes; 0: sampling only.",
+    )
+    events.add_metric([], 1 if procs.events else 0)
+    yield from (refused, forgotten, events)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,12 @@ import psutil
 from exporter.config import Config
 from exporter.linear_re import LinearPattern, compile_linear
 from exporter.sources import SampleContext
+from exporter.sources.discovery import Match, Rule, match, rules_from_config, stream_for
+from exporter.sources.ffmpeg_argv import args_of, peer_of
+from exporter.sources.ingest import Holder, IngestMeter, peer_key
+from exporter.sources.procevents import ProcEvent, ProcEvents
 from exporter.sources.procfs import ProcFs, full_name, parse_cmdline
+from exporter.streamstate import Remembered, StreamMemory
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +39,13 @@ class ProcInfo:
     cpu_seconds: float
     rss_bytes: int
     read_bytes: int | None
-    """``read_chars`` from /proc/<pid>/io: every byte read, sockets included (the ingest). None if denied."""
+    """``rchar`` from /proc/<pid>/io: bytes of ``read()`` calls (file inputs; not ``recv()``). None if denied."""
     open_fds: int | None
     threads: int
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    process: str | None
-    pattern: LinearPattern[str]
-    """RE2: command lines are written by any local user, the pattern by the config (exporter.linear_re)."""
-    stream: str | None = None
-    """Set for a static stream's own ``cmdline``: every match belongs to that stream."""
+    uid: int | None = None
+    """Real uid of the process (None: unknown)."""
+    socket_inodes: frozenset[int] = frozenset()
+    """Inodes of the sockets it holds (read only for processes with a network input)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ class StreamProcesses:
     exits_total: int
     playlist: str | None
     progress: str | None
+    owner_uid: int | None = None
+    """Owner of the stream's processes (as last seen, or remembered)."""
+    owner_allowed: bool = False
+    """Whether the discovery rules allow that owner (a declared stream needs no such check)."""
 
     @property
     def up(self) -> bool:
@@ -76,57 +81,24 @@ class ProcessesResult:
     streams: Mapping[str, StreamProcesses]
     scanned: int
     """Processes looked at this round."""
-
-
-def rules_from_config(config: Config) -> list[Rule]:
-    """Static streams' own patterns first (they pin an id), then the discovery rules in order."""
-    rules = [
-        Rule(None, compile_linear(s.cmdline), stream=s.id) for s in config.streams.static if s.cmdline is not None
-    ]
-    for rule in config.streams.discover:
-        name, pattern = rule.resolved()
-        rules.append(Rule(name, pattern))
-    return rules
-
-
-def _process_name_matches(wanted: str | None, name: str, cmdline: Sequence[str]) -> bool:
-    if wanted is None:
-        return True
-    if name == wanted:
-        return True
-    # comm is cut at 15 characters and a panel may ship its own binary: compare argv[0]'s base name too.
-    return bool(cmdline) and cmdline[0].rsplit("/", 1)[-1] == wanted
-
-
-def stream_for(name: str, cmdline: Sequence[str], rules: Sequence[Rule]) -> str | None:
-    """The stream id a process of this name and command line serves, from the first rule that matches."""
-    if not cmdline:
-        return None  # kernel threads and zombies have no command line
-    joined = " ".join(cmdline)
-    for rule in rules:
-        if not _process_name_matches(rule.process, name, cmdline):
-            continue
-        found = rule.pattern.search(joined)
-        if found:
-            return rule.stream or found.group("stream")
-    return None
+    refused_total: Mapping[str, int] = field(default_factory=dict)
+    """Processes refused as streams since start, by reason: ``owner`` (not a user the rules allow),
+    ``cap`` (``streams.max_discovered`` reached)."""
+    forgotten_total: int = 0
+    """Discovered streams dropped after ``streams.forget_after`` without a process."""
+    events: bool = False
+    """Whether the kernel's process events are counting starts and exits (else sampling only)."""
 
 
 def stream_of(proc: ProcInfo, rules: Sequence[Rule]) -> str | None:
-    """The stream id this process serves, from the first rule that matches, or None."""
-    return stream_for(proc.name, proc.cmdline, rules)
+    """The stream id this process serves, from the first rule that matches and allows its owner, or None."""
+    return stream_for(proc.name, proc.cmdline, rules, proc.uid)
 
 
 def output_hints(cmdline: Sequence[str]) -> tuple[str | None, str | None]:
-    """The HLS playlist a process writes and its ``-progress`` target, read off its arguments."""
-    playlist = next((a for a in reversed(cmdline) if a.endswith(".m3u8") and a.startswith("/")), None)
-    progress = None
-    for flag, value in zip(cmdline, cmdline[1:], strict=False):
-        if flag in {"-segment_list", "-hls_playlist"} and playlist is None:
-            playlist = value
-        if flag == "-progress":
-            progress = value
-    return playlist, progress
+    """The HLS playlist a process writes and its ``-progress`` target, read off its outputs."""
+    args = args_of(tuple(cmdline))
+    return args.playlist, args.progress
 
 
 def match_streams(procs: Iterable[ProcInfo], rules: Sequence[Rule]) -> dict[str, list[ProcInfo]]:
@@ -138,32 +110,69 @@ def match_streams(procs: Iterable[ProcInfo], rules: Sequence[Rule]) -> dict[str,
     return out
 
 
+def holder(stream: str, proc: ProcInfo) -> Holder:
+    """The ingest meter's view of a stream process: its sockets, less those to its progress and output
+    peers (unless an input reads from the same peer)."""
+    args = args_of(proc.cmdline)
+    sends = {peer_of(t) for t in (*args.outputs, args.progress or "")}
+    reads = {peer_of(t) for t in args.inputs}
+    not_input = frozenset(peer_key(*p) for p in sends - reads if p is not None)
+    return Holder(stream, proc.socket_inodes, not_input)
+
+
+Classify = Callable[[str, tuple[str, ...], "int | None"], Match]
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """One walk over /proc: stream processes by stream id, and the processes refused (pid -> stream id)."""
+
+    matched: dict[str, list[ProcInfo]]
+    refused: dict[int, str]
+    scanned: int
+
+
 class ProcScan:
     """One walk over /proc per round (:meth:`scan`): the processes of each stream, with what they cost.
 
     Every process costs a read of its command line, and of its ``comm`` unless argv[0] names a wanted
-    program already; only those whose name could match have their ``stat`` read, and only those that
-    serve a stream their memory, I/O and fds. Parsing a command line and matching it against the rules
-    are remembered from one round to the next by their input (the command line's bytes, and the name), so
-    a stream process that keeps running costs no regex search.
+    program already; only those whose name could match have their ``stat`` and owner read, and only
+    those that serve a stream their memory, I/O and fds (and socket inodes, for a network input). Parsing
+    a command line and matching it against the rules are remembered from one round to the next by their
+    input (the command line's bytes, the name and the owner), so a stream process that keeps running
+    costs no regex search.
     """
 
-    def __init__(self, fs: ProcFs, names: set[str | None], stream: Callable[[str, tuple[str, ...]], str | None]
-                 ) -> None:
+    def __init__(self, fs: ProcFs, names: set[str | None], classify: Classify) -> None:
         self.fs = fs
         self._names = names
-        self._stream = stream
+        self._classify = classify
         self._parsed: dict[bytes, tuple[tuple[str, ...], bool]] = {}
         """raw command line -> (arguments, argv[0] names a wanted program)"""
-        self._matched: dict[tuple[str, bytes], str | None] = {}
+        self._matched: dict[tuple[str, bytes, int], tuple[Match, bool]] = {}
+        """(name, raw command line, uid) -> (match, has a network input)"""
 
     def _parse(self, raw: bytes) -> tuple[tuple[str, ...], bool]:
         cmdline = parse_cmdline(raw)
         wanted = None in self._names or (bool(cmdline) and cmdline[0].rsplit("/", 1)[-1] in self._names)
         return cmdline, wanted
 
-    def scan(self) -> tuple[dict[str, list[ProcInfo]], int]:
-        """Processes by stream, and how many processes were looked at."""
+    def classify(self, pid: int) -> str | None:
+        """The stream a process serves, read now (the process events listener's question after an exec)."""
+        try:
+            raw = self.fs.read(pid, "cmdline")
+            if not raw:
+                return None
+            cmdline, wanted = self._parse(raw)
+            comm = self.fs.comm(pid)
+            if not wanted and comm not in self._names and full_name(comm, cmdline) not in self._names:
+                return None
+            found = self._classify(full_name(comm, cmdline), cmdline, self.fs.uid(pid))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+            return None  # gone already (or not ours to read)
+        return found.stream
+
+    def scan(self) -> Scanned:
         fs, names = self.fs, self._names
         boot = fs.boot_time()
         tick, page = fs.clock_ticks, fs.page_size
@@ -171,6 +180,7 @@ class ProcScan:
         self._parsed, self._matched = {}, {}  # only what this round saw is kept for the next
         pids = fs.pids()
         out: dict[str, list[ProcInfo]] = {}
+        refused: dict[int, str] = {}
         for pid in pids:
             try:
                 raw = fs.read(pid, "cmdline")
@@ -187,28 +197,39 @@ class ProcScan:
                 if st.state == "Z":
                     continue  # exited, not yet reaped: nothing of it runs
                 name = full_name(st.comm, cmdline)
-                key = (name, raw)
-                sid = matched[key] if key in matched else self._stream(name, cmdline)
-                self._matched[key] = sid
-                if sid is None:
+                uid = fs.uid(pid)
+                key = (name, raw, uid)
+                found = matched.get(key)
+                if found is None:
+                    found = (self._classify(name, cmdline, uid), args_of(cmdline).network_input)
+                self._matched[key] = found
+                (m, network) = found
+                if m.stream is None:
+                    if m.refused:
+                        refused[pid] = ""
                     continue
                 rss = fs.resident_pages(pid)
                 try:
                     read_bytes = fs.rchar(pid)
                 except PermissionError:
                     read_bytes = None  # another user's process: /proc/<pid>/io needs ptrace rights
+                inodes: frozenset[int] = frozenset()
                 try:
-                    fds: int | None = fs.open_fds(pid)
+                    if network:
+                        fds: int | None
+                        fds, inodes = fs.fds_and_sockets(pid)
+                    else:
+                        fds = fs.open_fds(pid)
                 except PermissionError:
                     fds = None
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue  # gone, or not ours to read (hidepid): the next round sees the truth
-            out.setdefault(sid, []).append(ProcInfo(
+            out.setdefault(m.stream, []).append(ProcInfo(
                 pid=pid, name=name, cmdline=cmdline, create_time=boot + st.start / tick,
                 cpu_seconds=st.utime / tick + st.stime / tick, rss_bytes=rss * page, read_bytes=read_bytes,
-                open_fds=fds, threads=st.threads,
+                open_fds=fds, threads=st.threads, uid=uid, socket_inodes=inodes,
             ))
-        return out, len(pids)
+        return Scanned(out, refused, len(pids))
 
 
 def read_psutil(names: set[str | None]) -> list[ProcInfo]:
@@ -244,6 +265,7 @@ def read_psutil(names: set[str | None]) -> list[ProcInfo]:
                         read_bytes=read_bytes,
                         open_fds=fds,
                         threads=p.num_threads(),
+                        uid=p.uids().real,
                     )
                 )
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
@@ -256,12 +278,19 @@ class _Carry:
     """Per-stream state that keeps counters monotonic while processes come and go."""
 
     pids: dict[int, tuple[float, float]] = field(default_factory=dict)
-    """pid -> last seen (cpu seconds, read bytes) of processes alive at the last round."""
+    """pid -> last seen (cpu seconds, file read bytes) of processes alive at the last round."""
+    started: set[int] = field(default_factory=set)
+    """pids whose start is counted (by an exec event or a round that saw them)."""
+    recent_exits: dict[int, float] = field(default_factory=dict)
+    """pid -> when its exit was counted: a late exit event for it is not counted again."""
     closed_cpu: float = 0.0
     closed_read: float = 0.0
     restarts: int = 0
     exits: int = 0
     ever_seen: bool = False
+    last_seen: float = 0.0
+    """When a process of the stream last ran (for ``streams.forget_after``)."""
+    uid: int | None = None
     hints: tuple[str | None, str | None] = (None, None)
     """Playlist and progress target of the last process seen: still watched while the stream is down."""
     hints_of: tuple[str, ...] = ()
@@ -269,67 +298,232 @@ class _Carry:
 
 
 PROC_ROOT = "/proc" if sys.platform.startswith("linux") else None
+REFUSED_OWNER, REFUSED_CAP = "owner", "cap"
+SAVE_EVERY = 60.0
+"""Seconds between writes of the streams state while nothing but ``last_seen`` changes."""
+EXIT_MEMORY = 60.0
 
 
 class ProcessesSource:
-    """Matches processes to streams; counts restarts as new PIDs of a stream seen while we run.
+    """Matches processes to streams; counts every start and exit of a stream's processes.
 
     ``proc_root`` is the /proc to read (tests point it at captured files); None reads through psutil.
+    Starts and exits come from the kernel's process events where the exporter may listen to them
+    (:mod:`exporter.sources.procevents`), else from new and vanished PIDs between rounds. Discovered
+    streams are remembered in ``memory`` across restarts and forgotten ``streams.forget_after`` after
+    their last process; declared streams are never forgotten.
     """
 
     name = "processes"
 
-    def __init__(self, config: Config, proc_root: str | None = PROC_ROOT) -> None:
+    def __init__(self, config: Config, proc_root: str | None = PROC_ROOT, memory: StreamMemory | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._rules = rules_from_config(config)
         self._names = {r.process for r in self._rules}
+        self._static = {s.id for s in config.streams.static}
+        self._allowed = frozenset().union(*(r.uids or frozenset() for r in self._rules if r.stream is None))
+        self._forget_after = config.streams.forget_after
+        self._max = config.streams.max_discovered
+        self._events_mode = config.streams.process_events if proc_root is not None else "off"
+        self._clock = clock
         self._carry: dict[str, _Carry] = {}
+        self._refused_now: set[int] = set()
+        self._refused: dict[str, int] = {REFUSED_OWNER: 0, REFUSED_CAP: 0}
+        self._forgotten = 0
+        self._n_discovered = 0
         rules = self._rules
         self._scan = None if proc_root is None else ProcScan(
-            ProcFs(proc_root), self._names, lambda name, cmdline: stream_for(name, cmdline, rules)
+            ProcFs(proc_root), self._names, lambda name, cmdline, uid: match(name, cmdline, uid, rules)
         )
+        self._ingest = IngestMeter() if proc_root is not None else None
+        self.events: ProcEvents | None = None
+        self._events_tried = False
+        self._memory = memory
+        self._saved: tuple[frozenset[tuple[str, str | None, str | None]], float] = (frozenset(), 0.0)
+        if memory is not None:
+            self._remember(memory.load())
+
+    def _remember(self, entries: Iterable[Remembered]) -> None:
+        now = self._clock()
+        for e in entries:
+            if e.stream in self._static or now - e.last_seen > self._forget_after:
+                continue
+            if e.uid is None or e.uid not in self._allowed:
+                log.warning("remembered stream dropped: its owner is not allowed by the rules stream=%s", e.stream)
+                continue
+            if len(self._discovered()) >= self._max:
+                break
+            self._carry[e.stream] = _Carry(ever_seen=True, last_seen=e.last_seen, uid=e.uid,
+                                           hints=(e.playlist, e.progress))
+
+    def _discovered(self) -> list[str]:
+        return [s for s in self._carry if s not in self._static]
+
+    def _start_events(self) -> None:
+        self._events_tried = True
+        if self._events_mode == "off" or self._scan is None:
+            return
+        events = ProcEvents(self._scan.classify)
+        try:
+            events.start()
+        except OSError as exc:
+            if self._events_mode == "on":
+                raise OSError(exc.errno, f"process events (streams.process_events: on): {exc.strerror or exc}"
+                              ) from exc
+            log.warning("process events unavailable (needs CAP_NET_ADMIN): starts and exits between two"
+                        " samples are not seen error=%s", exc)
+            return
+        log.info("process events: every start and exit of a stream process is counted")
+        self.events = events
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
 
     def sample(self, ctx: SampleContext) -> ProcessesResult:
+        if not self._events_tried:
+            self._start_events()
         if self._scan is None:
             procs = read_psutil(self._names)
             return self.update(match_streams(procs, self._rules), scanned=len(procs))
-        matched, scanned = self._scan.scan()
-        return self.update(matched, scanned=scanned)
+        events = self.events.drain() if self.events is not None else []
+        if self.events is not None and not self.events.running:
+            log.error("process events listener stopped: sampling only")
+            self.events = None
+        found = self._scan.scan()
+        ingest = None
+        if self._ingest is not None:
+            holders = [holder(s, p) for s, procs in found.matched.items() for p in procs if p.socket_inodes]
+            ingest = self._ingest.measure(holders)
+        result = self.update(found.matched, found.scanned, events, found.refused, ingest)
+        if self.events is not None:
+            self.events.watch({pid: s for s, p in result.streams.items() for pid in p.pids})
+        return result
 
-    def update(self, matched: Mapping[str, list[ProcInfo]], scanned: int = 0) -> ProcessesResult:
-        """Fold one round's matches into the carried counters (pure apart from ``self._carry``)."""
+    def _admit(self, stream: str, now: float) -> bool:
+        """Track ``stream`` if it is known, declared, or a new discovered one under the cap."""
+        if stream in self._carry:
+            return True
+        if stream not in self._static:
+            if self._n_discovered >= self._max:
+                return False
+            self._n_discovered += 1
+        self._carry[stream] = _Carry(last_seen=now)
+        return True
+
+    def update(self, matched: Mapping[str, list[ProcInfo]], scanned: int = 0, events: Sequence[ProcEvent] = (),
+               refused: Mapping[int, str] | None = None, ingest: Mapping[str, int] | None = None,
+               ) -> ProcessesResult:
+        """Fold one round's events and matches into the carried counters (pure apart from ``self``)."""
+        now = self._clock()
+        refused_now: dict[int, str] = {pid: REFUSED_OWNER for pid in (refused or {})}
+        by_stream: dict[str, list[ProcEvent]] = {}
+        self._n_discovered = len(self._discovered())
+        for ev in events:
+            if self._admit(ev.stream, now):
+                by_stream.setdefault(ev.stream, []).append(ev)
+            elif ev.kind == "exec":
+                refused_now[ev.pid] = REFUSED_CAP
+        admitted: dict[str, list[ProcInfo]] = {}
+        for stream, procs in matched.items():
+            if self._admit(stream, now):
+                admitted[stream] = procs
+            else:
+                refused_now.update((p.pid, REFUSED_CAP) for p in procs)
+        for pid, reason in refused_now.items():
+            if pid not in self._refused_now:
+                self._refused[reason] += 1
+        self._refused_now = set(refused_now)
+
         streams: dict[str, StreamProcesses] = {}
-        for stream in set(matched) | set(self._carry):
-            carry = self._carry.setdefault(stream, _Carry())
-            procs = matched.get(stream, [])
-            now_pids = {p.pid for p in procs}
-            for pid, (cpu, read) in list(carry.pids.items()):
-                if pid not in now_pids:
-                    carry.closed_cpu += cpu
-                    carry.closed_read += read
-                    carry.exits += 1
-                    del carry.pids[pid]
-            new = [p for p in procs if p.pid not in carry.pids]
-            if carry.ever_seen:
-                carry.restarts += len(new)
-            for p in procs:
-                carry.pids[p.pid] = (p.cpu_seconds, float(p.read_bytes or 0))
-            carry.ever_seen = carry.ever_seen or bool(procs)
-            oldest = min(procs, key=lambda p: p.create_time) if procs else None
-            if oldest is not None and oldest.cmdline != carry.hints_of:
-                carry.hints, carry.hints_of = output_hints(oldest.cmdline), oldest.cmdline
-            playlist, progress = carry.hints
-            streams[stream] = StreamProcesses(
-                stream=stream,
-                pids=tuple(sorted(now_pids)),
-                start_time=oldest.create_time if oldest else None,
-                cpu_seconds_total=carry.closed_cpu + sum(p.cpu_seconds for p in procs),
-                resident_memory_bytes=sum(p.rss_bytes for p in procs),
-                read_bytes_total=carry.closed_read + sum(float(p.read_bytes or 0) for p in procs),
-                open_fds=sum(p.open_fds or 0 for p in procs),
-                threads=sum(p.threads for p in procs),
-                restarts_total=carry.restarts,
-                exits_total=carry.exits,
-                playlist=playlist,
-                progress=progress,
-            )
-        return ProcessesResult(streams=streams, scanned=scanned)
+        for stream in list(self._carry):
+            carry = self._carry[stream]
+            procs = admitted.get(stream, [])
+            self._fold_events(carry, by_stream.get(stream, ()), now)
+            self._fold_scan(carry, procs, now)
+            if not procs and stream not in self._static and now - carry.last_seen > self._forget_after:
+                del self._carry[stream]
+                self._forgotten += 1
+                if self._ingest is not None:
+                    self._ingest.forget(stream)
+                log.info("stream forgotten: no process for streams.forget_after stream=%s", stream)
+                continue
+            streams[stream] = self._result(stream, carry, procs, ingest)
+        self._save(now)
+        return ProcessesResult(streams=streams, scanned=scanned, refused_total=dict(self._refused),
+                               forgotten_total=self._forgotten, events=self.events is not None)
+
+    def _fold_events(self, carry: _Carry, events: Iterable[ProcEvent], now: float) -> None:
+        for ev in events:
+            if ev.kind == "exec":
+                if ev.pid in carry.pids or ev.pid in carry.started:
+                    continue
+                carry.started.add(ev.pid)
+                if carry.ever_seen:
+                    carry.restarts += 1
+                carry.ever_seen = True
+                carry.last_seen = now
+            elif ev.pid not in carry.recent_exits:
+                cpu, read = carry.pids.pop(ev.pid, (0.0, 0.0))
+                carry.closed_cpu += cpu
+                carry.closed_read += read
+                carry.exits += 1
+                carry.recent_exits[ev.pid] = now
+                carry.started.discard(ev.pid)
+
+    def _fold_scan(self, carry: _Carry, procs: Sequence[ProcInfo], now: float) -> None:
+        now_pids = {p.pid for p in procs}
+        for pid, (cpu, read) in list(carry.pids.items()):
+            if pid not in now_pids:  # gone between two rounds, and no exit event said so
+                carry.closed_cpu += cpu
+                carry.closed_read += read
+                carry.exits += 1
+                carry.recent_exits[pid] = now
+                del carry.pids[pid]
+        for p in procs:
+            if p.pid not in carry.pids and p.pid not in carry.started and carry.ever_seen:
+                carry.restarts += 1
+            network = args_of(p.cmdline).network_input
+            carry.pids[p.pid] = (p.cpu_seconds, 0.0 if network else float(p.read_bytes or 0))
+        carry.started -= carry.recent_exits.keys()
+        carry.recent_exits = {pid: at for pid, at in carry.recent_exits.items() if at > now - EXIT_MEMORY}
+        if procs:
+            carry.ever_seen, carry.last_seen = True, now
+            carry.uid = procs[0].uid
+
+    def _result(self, stream: str, carry: _Carry, procs: Sequence[ProcInfo], ingest: Mapping[str, int] | None
+                ) -> StreamProcesses:
+        oldest = min(procs, key=lambda p: p.create_time) if procs else None
+        if oldest is not None and oldest.cmdline != carry.hints_of:
+            carry.hints, carry.hints_of = output_hints(oldest.cmdline), oldest.cmdline
+        playlist, progress = carry.hints
+        file_read = sum(float(p.read_bytes or 0) for p in procs if not args_of(p.cmdline).network_input)
+        socket_read = (ingest or {}).get(stream, 0)
+        return StreamProcesses(
+            stream=stream,
+            pids=tuple(sorted(p.pid for p in procs)),
+            start_time=oldest.create_time if oldest else None,
+            cpu_seconds_total=carry.closed_cpu + sum(p.cpu_seconds for p in procs),
+            resident_memory_bytes=sum(p.rss_bytes for p in procs),
+            read_bytes_total=carry.closed_read + file_read + socket_read,
+            open_fds=sum(p.open_fds or 0 for p in procs),
+            threads=sum(p.threads for p in procs),
+            restarts_total=carry.restarts,
+            exits_total=carry.exits,
+            playlist=playlist,
+            progress=progress,
+            owner_uid=carry.uid,
+            owner_allowed=carry.uid is not None and carry.uid in self._allowed,
+        )
+
+    def _save(self, now: float) -> None:
+        if self._memory is None:
+            return
+        entries = [Remembered(s, c.last_seen, c.uid, *c.hints) for s, c in self._carry.items()
+                   if s not in self._static and c.ever_seen]
+        shape = frozenset((e.stream, e.playlist, e.progress) for e in entries)
+        if shape == self._saved[0] and now - self._saved[1] < SAVE_EVERY:
+            return
+        if self._memory.save(entries):
+            self._saved = (shape, now)

@@ -74,6 +74,23 @@ def parse_rchar(data: bytes) -> int | None:
     return None
 
 
+def parse_uid(data: bytes) -> int:
+    """The real uid of ``/proc/<pid>/status`` (``Uid:`` real, effective, saved, filesystem).
+
+    Not the owner of ``/proc/<pid>``: a process that makes itself non-dumpable (``prctl``) shows as root
+    there. The real uid is who started it, and no process can change its own to another user's.
+    """
+    at = data.index(b"\nUid:")
+    return int(data[at + 5 : data.index(b"\n", at + 5)].split()[0])
+
+
+def parse_socket_link(target: str) -> int | None:
+    """The inode of an fd link ``socket:[12345]``, or None for anything else (files, pipes)."""
+    if target.startswith("socket:[") and target.endswith("]"):
+        return int(target[8:-1])
+    return None
+
+
 def parse_boot_time(data: bytes) -> float:
     """``btime`` of ``/proc/stat``: when the host booted, Unix seconds (follows wall-clock changes)."""
     for line in data.splitlines():
@@ -139,3 +156,23 @@ class ProcFs:
 
     def open_fds(self, pid: int) -> int:
         return len(os.listdir(f"{self.root}/{pid}/fd"))
+
+    def uid(self, pid: int) -> int:
+        return parse_uid(self.read(pid, "status"))
+
+    def fds_and_sockets(self, pid: int) -> tuple[int, frozenset[int]]:
+        """How many fds the process has open, and the inodes of those that are sockets.
+
+        An fd closed between the listing and its ``readlink`` is simply left out.
+        """
+        folder = f"{self.root}/{pid}/fd"
+        names = os.listdir(folder)
+        inodes: set[int] = set()
+        for name in names:
+            try:
+                inode = parse_socket_link(os.readlink(f"{folder}/{name}"))
+            except FileNotFoundError:
+                continue  # closed since the listing
+            if inode is not None:
+                inodes.add(inode)
+        return len(names), frozenset(inodes)
