@@ -69,7 +69,7 @@ def test_good_config_and_defaults(tmp_path: Path) -> None:
                                                                             str(token)))
     assert check_config(good).returncode == 0
     default = load_config(None)
-    assert [r.preset for r in default.streams.discover] == ["panelx", "xtream", "hls"]
+    assert [r.preset for r in default.streams.discover] == ["panelx", "xui", "xtream", "hls"]
     assert default.node  # the host name
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.sources import SampleContext
-from exporter.sources.processes import ProcessesSource, ProcScan, rules_from_config, stream_for
+from exporter.sources.discovery import match, rules_from_config
+from exporter.sources.processes import ProcessesSource, ProcScan
 from exporter.sources.procfs import (
     ProcFs,
     Stat,
@@ -19,6 +20,8 @@ from exporter.sources.procfs import (
     parse_boot_time,
     parse_cmdline,
     parse_rchar,
+    parse_socket_link,
+    parse_uid,
     parse_stat,
     parse_statm,
 )
@@ -76,19 +79,29 @@ def test_full_name_extends_a_cut_comm_from_argv0() -> None:
     assert full_name("ffmpeg", ("/usr/bin/ffmpeg-static",)) == "ffmpeg"  # short names are never cut
 
 
+OWNER = 1000
+"""The panel's user in the captured /proc (the tests' config allows it)."""
+CONFIG = {"streams": {"discover": [{"preset": "panelx", "user": [OWNER]}]}}
+
+
+def status_of(uid: int) -> bytes:
+    return f"Name:\tffmpeg\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n".encode()
+
+
 def write_proc(root: Path, pid: int, *, cmdline: list[str] | None, stat: bytes, comm: str | None = None,
-               fds: int = 0, io: bytes | None = IO, statm: bytes = STATM) -> None:
+               fds: int = 0, io: bytes | None = IO, statm: bytes = STATM, uid: int = OWNER) -> None:
     d = root / str(pid)
     (d / "fd").mkdir(parents=True)
     (d / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in cmdline or []))
     (d / "stat").write_bytes(stat)
     (d / "statm").write_bytes(statm)
+    (d / "status").write_bytes(status_of(uid))
     name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode()
     (d / "comm").write_text((comm or name) + "\n")
     if io is not None:
         (d / "io").write_bytes(io)
-    for n in range(fds):
-        (d / "fd" / str(n)).write_text("")
+    for n in range(fds):  # fd links as the kernel shows them: the first a socket, the others files
+        (d / "fd" / str(n)).symlink_to(f"socket:[{pid * 10}]" if n == 0 else "/dev/null")
 
 
 def stat_of(pid: int, comm: str, state: str = "S", utime: int = 100, stime: int = 50, threads: int = 13) -> bytes:
@@ -103,7 +116,7 @@ def proc_root(tmp_path: Path) -> Path:
     (root / "stat").write_bytes(PROC_STAT)
     (root / "self").mkdir()  # not a pid: skipped
     write_proc(root, 100, cmdline=PANELX, stat=stat_of(100, "ffmpeg"), fds=7)
-    low = [*PANELX[:-1], "/home/panelx/webapp/streams/stream_5_low.m3u8"]
+    low = [*PANELX[:-1], "/tmp/abr/stream_5/480p/playlist.m3u8"]  # a second rendition of stream 5
     write_proc(root, 101, cmdline=low, stat=stat_of(101, "ffmpeg", utime=10, stime=5, threads=3), fds=4, io=None)
     write_proc(root, 102, cmdline=None, stat=stat_of(102, "ffmpeg", state="Z"))  # zombie: no command line
     write_proc(root, 103, cmdline=["/usr/sbin/nginx", "-g", "daemon off;"], stat=stat_of(103, "nginx"))
@@ -114,6 +127,8 @@ def proc_root(tmp_path: Path) -> Path:
     write_proc(root, 106, cmdline=wrapped, stat=stat_of(106, "ffmpeg"), fds=2)
     dying = [*PANELX[:-1], "/home/panelx/webapp/streams/stream_8.m3u8"]
     write_proc(root, 107, cmdline=dying, stat=stat_of(107, "ffmpeg", state="Z"))  # exited since its cmdline read
+    other = [*PANELX[:-1], "/tmp/x/stream_6.m3u8"]
+    write_proc(root, 108, cmdline=other, stat=stat_of(108, "ffmpeg"), uid=65534)  # nobody's: refused
     return root
 
 
@@ -126,13 +141,29 @@ def sample(source: ProcessesSource) -> dict[str, tuple[tuple[int, ...], float, i
 def test_the_source_reads_a_captured_proc(proc_root: Path) -> None:
     fs = ProcFs(str(proc_root))
     tick, page = fs.clock_ticks, fs.page_size
-    got = sample(ProcessesSource(parse_config({}), proc_root=str(proc_root)))
+    got = sample(ProcessesSource(parse_config(CONFIG), proc_root=str(proc_root)))
     assert got == {
-        # a ladder: two processes, one without I/O accounting; the oldest one's start
-        "5": ((100, 101), (100 / tick + 50 / tick) + (10 / tick + 5 / tick), 2 * 2411 * page, 1234567890.0, 11, 16,
+        # a ladder: two processes; the oldest one's start. Network inputs: rchar is not their ingest (and
+        # no socket of this captured /proc exists on the host), so nothing is read.
+        "5": ((100, 101), (100 / tick + 50 / tick) + (10 / tick + 5 / tick), 2 * 2411 * page, 0.0, 11, 16,
               1795704312 + 10000 / tick),
-        "9": ((106,), 100 / tick + 50 / tick, 2411 * page, 1234567890.0, 2, 13, 1795704312 + 10600 / tick),
+        "9": ((106,), 100 / tick + 50 / tick, 2411 * page, 0.0, 2, 13, 1795704312 + 10600 / tick),
     }
+
+
+def test_file_input_is_read_from_rchar_and_sockets_are_listed_for_network_inputs(proc_root: Path) -> None:
+    fs = ProcFs(str(proc_root))
+    assert fs.fds_and_sockets(100) == (7, frozenset({1000}))
+    filed = ["ffmpeg", "-re", "-i", "/srv/vod/film.ts", "-f", "hls", "/home/panelx/webapp/streams/stream_4.m3u8"]
+    write_proc(proc_root, 120, cmdline=filed, stat=stat_of(120, "ffmpeg"), fds=3)
+    got = sample(ProcessesSource(parse_config(CONFIG), proc_root=str(proc_root)))
+    assert got["4"][3] == 1234567890.0
+
+
+def test_owner_is_the_real_uid_and_socket_links_parse() -> None:
+    assert parse_uid(status_of(0).replace(b"Uid:\t0\t0", b"Uid:\t33\t0")) == 33
+    assert parse_socket_link("socket:[4026]") == 4026
+    assert parse_socket_link("pipe:[77]") is None and parse_socket_link("/dev/null") is None
 
 
 class DeniedFs(ProcFs):
@@ -146,11 +177,15 @@ class DeniedFs(ProcFs):
     def open_fds(self, pid: int) -> int:
         raise PermissionError(13, "Permission denied")
 
+    def fds_and_sockets(self, pid: int) -> tuple[int, frozenset[int]]:
+        raise PermissionError(13, "Permission denied")
+
 
 def test_denied_io_and_fds_leave_those_unknown_not_the_process(proc_root: Path) -> None:
-    rules = rules_from_config(parse_config({}))
-    matched, scanned = ProcScan(DeniedFs(str(proc_root)), {"ffmpeg"}, lambda n, c: stream_for(n, c, rules)).scan()
-    assert scanned == 8 and sorted(matched) == ["5", "9"]
+    rules = rules_from_config(parse_config(CONFIG))
+    found = ProcScan(DeniedFs(str(proc_root)), {"ffmpeg"}, lambda n, c, u: match(n, c, u, rules)).scan()
+    matched = found.matched
+    assert found.scanned == 9 and sorted(matched) == ["5", "9"] and list(found.refused) == [108]
     assert [(p.pid, p.read_bytes, p.open_fds, p.threads) for p in matched["5"]] == [(100, None, None, 13),
                                                                                    (101, None, None, 3)]
 

@@ -24,6 +24,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -94,8 +95,11 @@ class ProcEvents:
     called in the listener thread, right after the exec, so it must be quick (a few /proc reads).
     """
 
-    def __init__(self, classify: Callable[[int], str | None]) -> None:
+    def __init__(self, classify: Callable[[int], str | None], idle_timeout: float = 300.0) -> None:
         self._classify = classify
+        self._idle_timeout = idle_timeout
+        """Stop listening when nobody drained for this long (the sampler is gone: don't read /proc for it)."""
+        self._drained = time.monotonic()
         self._lock = threading.Lock()
         self._events: list[ProcEvent] = []
         self._known: dict[int, str] = {}
@@ -151,6 +155,7 @@ class ProcEvents:
         """Events since the last drain, in the order the kernel sent them."""
         with self._lock:
             events, self._events = self._events, []
+            self._drained = time.monotonic()
             return events
 
     def _run(self) -> None:
@@ -159,6 +164,9 @@ class ProcEvents:
             return
         buf = bytearray(1 << 16)
         while not self._stopping.is_set():
+            if time.monotonic() - self._drained > self._idle_timeout:
+                log.warning("process events not drained for %.0fs: listener stops", self._idle_timeout)
+                return
             try:
                 n = sock.recv_into(buf)
             except TimeoutError:
