@@ -11,8 +11,8 @@ import pytest
 from exporter.config import parse_config
 from exporter.sources.discovery import match, rules_from_config
 from exporter.sources.ffmpeg_argv import parse_ffmpeg_argv
-from exporter.sources.procevents import ProcEvent
 from exporter.sources.processes import ProcessesSource, ProcInfo, output_hints, stream_of
+from exporter.sources.procevents import ProcEvent
 from exporter.streamstate import StreamMemory
 from tests.helpers import REPO
 

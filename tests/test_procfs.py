@@ -21,9 +21,9 @@ from exporter.sources.procfs import (
     parse_cmdline,
     parse_rchar,
     parse_socket_link,
-    parse_uid,
     parse_stat,
     parse_statm,
+    parse_uid,
 )
 from tests.helpers import wait_until
 
