@@ -7,6 +7,7 @@ panel, another test) are neither shown nor restarted. The restart action is a ``
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ def exporter_config(
             "discover": [{
                 "process": "ffmpeg",
                 "cmdline": re.escape(str(layout.streams)) + r"/stream_(?P<stream>\d+)\.m3u8(?:\s|$)",
+                "user": [os.getuid()],  # the demo's ffmpegs are the user's own who runs it
             }],
             "static": [{"id": s.id, "name": s.name} for s in streams],
             "playlist": str(layout.streams / "stream_{stream}.m3u8"),
