@@ -118,7 +118,9 @@ def test_other_shapes(cmd: str, stream: str | None) -> None:
 
 def test_default_owners_are_the_panels_users_and_others_are_refused() -> None:
     cfg = parse_config({})
-    assert [r.owners for r in cfg.streams.discover] == [("panelx",), ("xui", "xc_vm"), ("xtreamcodes",), ("root",)]
+    assert [r.owners for r in cfg.streams.discover] == [
+        ("panelx", "root"), ("xui", "xc_vm", "root"), ("xtreamcodes", "root"), ("root",)]
+    assert stream_of(proc(PANELX, uid=0), rules_from_config(cfg)) == "5"  # root's panel: its own id, not hls's
     rules = rules_from_config(parse_config({"streams": {"discover": presets_as(1000, "panelx")}}))
     assert match("ffmpeg", tuple(PANELX), 1000, rules).stream == "5"
     refused = match("ffmpeg", tuple(PANELX), 65534, rules)  # nobody

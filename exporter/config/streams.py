@@ -30,8 +30,9 @@ class Preset:
 
     ``output`` is matched against each OUTPUT of the command line (see ``exporter.sources.ffmpeg_argv``),
     never against an ``-i`` value: a restream of another panel's ``stream_9.m3u8`` is not stream 9.
-    ``users`` are the owners the panel's installer creates; a process of any other user is refused, so a
-    local user cannot add streams (and root-run restarts) by naming a process ``ffmpeg``.
+    ``users`` are the owners the panel's installer creates, and root (a panel started by hand as root: a
+    process only root can start); a process of any other user is refused, so a local user cannot add
+    streams (and root-run restarts) by naming a process ``ffmpeg``.
     """
 
     process: str
@@ -48,7 +49,7 @@ PRESETS: dict[str, Preset] = {
     "panelx": Preset(
         "ffmpeg",
         r"(?:^|/)stream_(?P<stream>\d+)(?:\.m3u8|_%\d*d\.ts|/[^/]+/(?:playlist\.m3u8|segment_%\d*d\.ts))$",
-        ("panelx",),
+        ("panelx", "root"),
         "server/ffmpegManager.ts buildFfmpegCommand, server/multiBitrateManager.ts buildFFmpegCommand,"
         " autoinstaller.sh (useradd panelx; pm2 as panelx)",
     ),
@@ -57,7 +58,7 @@ PRESETS: dict[str, Preset] = {
     "xui": Preset(
         "ffmpeg",
         r"/(?P<stream>\d+)_(?:\.m3u8|%d\.ts)$",
-        ("xui", "xc_vm"),
+        ("xui", "xc_vm", "root"),
         "includes/xui.php / includes/xc_vm.php startStream (-segment_list STREAMS_PATH<id>_.m3u8"
         " STREAMS_PATH<id>_%d.ts), install (adduser --system xc_vm)",
     ),
@@ -65,7 +66,7 @@ PRESETS: dict[str, Preset] = {
     "xtream": Preset(
         "ffmpeg",
         r"/(?P<stream>\d+)_(?:\.m3u8|%d\.ts)$",
-        ("xtreamcodes",),
+        ("xtreamcodes", "root"),
         "includes/stream.php (-segment_list STREAMS_PATH<id>_.m3u8), install.py (chown xtreamcodes)",
     ),
     # Any other ffmpeg writing an HLS playlist: the playlist's base name is the stream id. No panel owns

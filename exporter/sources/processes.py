@@ -323,6 +323,7 @@ class ProcessesSource:
         self._static = {s.id for s in config.streams.static}
         self._allowed = frozenset().union(*(r.uids or frozenset() for r in self._rules if r.stream is None))
         self._forget_after = config.streams.forget_after
+        self._interval = config.sample_interval
         self._max = config.streams.max_discovered
         self._events_mode = config.streams.process_events if proc_root is not None else "off"
         self._clock = clock
@@ -363,7 +364,8 @@ class ProcessesSource:
         self._events_tried = True
         if self._events_mode == "off" or self._scan is None:
             return
-        events = ProcEvents(self._scan.classify)
+        # the sampler drains every round: ten rounds without one means it is gone (or stuck), stop reading /proc
+        events = ProcEvents(self._scan.classify, idle_timeout=max(60.0, 10 * self._interval))
         try:
             events.start()
         except OSError as exc:
