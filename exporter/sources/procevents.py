@@ -138,13 +138,7 @@ class ProcEvents:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        if self._sock is not None:
-            try:
-                self._sock.send(subscribe_message(PROC_CN_MCAST_IGNORE))
-            except OSError as exc:
-                log.debug("process events unsubscribe failed error=%s", exc)
-            self._sock.close()
-            self._sock = None
+        self._close()
 
     def watch(self, pids: Mapping[int, str]) -> None:
         """The stream processes the sampler sees now: their exits are reported too."""
@@ -159,6 +153,23 @@ class ProcEvents:
             return events
 
     def _run(self) -> None:
+        try:
+            self._listen()
+        finally:
+            if not self._stopping.is_set():  # gave up on its own: nobody else will close the socket
+                self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.send(subscribe_message(PROC_CN_MCAST_IGNORE))
+            except OSError as exc:
+                log.debug("process events unsubscribe failed error=%s", exc)
+            sock.close()
+
+    def _listen(self) -> None:
         sock = self._sock
         if sock is None:
             return
