@@ -17,12 +17,14 @@ from tests.helpers import metric, parse_metrics, require_binary, wait_until
 pytestmark = pytest.mark.slow
 
 RUNS = 12
+STREAM = "48603"
+"""An id no other ffmpeg on a shared test host writes (the panelx preset matches any folder)."""
 
 
 def crash_loop(tmp: Path) -> list[str]:
     """A panel-style respawn loop around an ffmpeg that exits at once (rejected flag), counting its runs."""
     ffmpeg = require_binary("ffmpeg")
-    out = tmp / "streams" / "stream_3.m3u8"
+    out = tmp / "streams" / f"stream_{STREAM}.m3u8"
     return ["sh", "-c",
             f"i=0; while [ $i -lt {RUNS} ]; do '{ffmpeg}' -hide_banner -loglevel warning -no_such_flag 1"
             f" -i http://127.0.0.1:9/live.ts -c copy -f hls '{out}'; i=$((i+1)); echo $i > '{tmp}/runs';"
@@ -54,10 +56,10 @@ def test_a_crash_loop_shows_as_restarts_and_exit_errors(tmp_path: Path, procs) -
         assert "no_such_flag" in loop.output()  # each run really was refused by ffmpeg
         with_events.sampler.sample_once()
         samples = parse_metrics(generate_latest(with_events.registry).decode())
-        restarts = metric(samples, "iptv_stream_restarts_total", stream="3")
-        exits = metric(samples, "iptv_stream_errors_total", stream="3", kind="exit")
+        restarts = metric(samples, "iptv_stream_restarts_total", stream=STREAM)
+        exits = metric(samples, "iptv_stream_errors_total", stream=STREAM, kind="exit")
         assert metric(samples, "iptv_exporter_process_events_up") == 1
-        assert metric(samples, "iptv_stream_up", stream="3") == 0
+        assert metric(samples, "iptv_stream_up", stream=STREAM) == 0
         # every start after the first is a restart, every run an exit; a loaded machine may lose the
         # odd exec (the process was gone before its /proc entry was read), never most of them
         print(f"crash loop: runs={runs} restarts={restarts} exits={exits}")
@@ -68,7 +70,7 @@ def test_a_crash_loop_shows_as_restarts_and_exit_errors(tmp_path: Path, procs) -
         blind = parse_metrics(generate_latest(sampling_only.registry).decode())
         assert metric(blind, "iptv_exporter_process_events_up") == 0
         # sampling alone (the fallback) sees at most the odd run that was alive at a sample
-        assert (metric(blind, "iptv_stream_restarts_total", stream="3") or 0) < restarts
+        assert (metric(blind, "iptv_stream_restarts_total", stream=STREAM) or 0) < restarts
     finally:
         for rt in (with_events, sampling_only):
             rt.sampler.processes.close()

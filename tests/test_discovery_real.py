@@ -121,17 +121,18 @@ def panelx_argv(source: str, streams: Path, stream_id: int) -> list[str]:
 
 
 def test_panelx_stream_reading_another_panels_stream_9_is_its_own_id(tmp_path: Path, procs) -> None:  # type: ignore[no-untyped-def]
-    """14.1: the input is another panel's /streams/stream_9.m3u8; the stream is 5, what it writes."""
+    """14.1: the input is another panel's /streams/stream_<9>.m3u8; the stream is <5>, what it writes."""
     streams = tmp_path / "webapp" / "streams"
     streams.mkdir(parents=True)
-    with origin(tmp_path / "other-panel", "streams/stream_9.m3u8", procs) as url:
-        panelx = procs(panelx_argv(url, streams, 5), log=tmp_path / "panelx5.log")
+    # ids no other ffmpeg on a shared test host writes (the panelx preset matches any folder)
+    with origin(tmp_path / "other-panel", "streams/stream_48609.m3u8", procs) as url:
+        panelx = procs(panelx_argv(url, streams, 48605), log=tmp_path / "panelx5.log")
         source = ProcessesSource(parse_config({"streams": {"discover": [{"preset": "panelx", "user": ["root"]}],
                                                            "process_events": "off"}}))
-        res = until_stream(source, "5", {panelx.pid}, "PanelX stream 5 discovered")
-        assert panelx.pid not in pids_of(res, "9")
-        wait_until(lambda: (streams / "stream_5.m3u8").exists(), timeout=30, what="stream 5 writes its playlist")
-        assert res.streams["5"].playlist == str(streams / "stream_5.m3u8")
+        res = until_stream(source, "48605", {panelx.pid}, "PanelX stream 48605 discovered")
+        assert panelx.pid not in pids_of(res, "48609")
+        wait_until(lambda: (streams / "stream_48605.m3u8").exists(), timeout=30, what="the stream writes its playlist")
+        assert res.streams["48605"].playlist == str(streams / "stream_48605.m3u8")
 
 
 def abr_argv(source: str, out: Path, stream_id: int) -> list[str]:
@@ -153,12 +154,12 @@ def test_panelx_ladder_belongs_to_its_stream(tmp_path: Path, procs) -> None:  # 
     """14.7: stream_<id>/<label>/playlist.m3u8 renditions are stream <id>, one set of series."""
     abr = tmp_path / "abr"
     with origin(tmp_path / "provider", "live/77.m3u8", procs, audio=True) as url:
-        ladder = procs(abr_argv(url, abr, 77), log=tmp_path / "abr.log")
+        ladder = procs(abr_argv(url, abr, 48677), log=tmp_path / "abr.log")
         source = ProcessesSource(parse_config({"streams": {"discover": [{"preset": "panelx", "user": [0]}],
                                                            "process_events": "off"}}))
-        res = until_stream(source, "77", {ladder.pid}, "the ladder discovered as stream 77")
-        assert res.streams["77"].playlist == str(abr / "stream_77" / "240p" / "playlist.m3u8")
-        wait_until(lambda: (abr / "stream_77" / "144p" / "playlist.m3u8").exists(), timeout=60,
+        res = until_stream(source, "48677", {ladder.pid}, "the ladder discovered as its stream")
+        assert res.streams["48677"].playlist == str(abr / "stream_48677" / "240p" / "playlist.m3u8")
+        wait_until(lambda: (abr / "stream_48677" / "144p" / "playlist.m3u8").exists(), timeout=60,
                    what=f"both renditions written: {ladder.output()[-500:]}")
         assert ladder.alive()
 

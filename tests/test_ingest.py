@@ -29,6 +29,8 @@ from tests.helpers import Proc, http_server, require_binary, wait_until
 pytestmark = pytest.mark.slow
 
 CHUNK = 8192
+STREAM = "48621"
+"""An id no other ffmpeg on a shared test host writes (the xui preset matches any folder)."""
 PACE = 0.03  # seconds per chunk: ~270 kB/s, a 2 Mbit/s channel
 
 
@@ -116,14 +118,14 @@ def restream_argv(source: str, progress: str, out: Path) -> list[str]:
             "-progress", progress, "-i", source, "-vcodec", "copy", "-acodec", "copy",
             "-individual_header_trailer", "0", "-f", "segment", "-segment_format", "mpegts", "-segment_time", "2",
             "-segment_list_size", "6", "-segment_list_type", "m3u8", "-segment_list_flags", "+live",
-            "-segment_list", str(out / "21_.m3u8"), str(out / "21_%d.ts")]
+            "-segment_list", str(out / f"{STREAM}_.m3u8"), str(out / f"{STREAM}_%d.ts")]
 
 
 @pytest.fixture
 def served(media: bytes) -> Iterator[tuple[Origin, str, str]]:
     origin = Origin(media)
     with http_server(handler_for(origin)) as address, http_server(Sink) as panel:
-        yield origin, f"http://{address}/live/u/p/21.ts", f"http://{panel}/progress?stream_id=21"
+        yield origin, f"http://{address}/live/u/p/{STREAM}.ts", f"http://{panel}/progress?stream_id={STREAM}"
 
 
 def test_network_ingest_follows_what_the_origin_served(tmp_path: Path, served, procs) -> None:  # type: ignore[no-untyped-def]
@@ -135,7 +137,7 @@ def test_network_ingest_follows_what_the_origin_served(tmp_path: Path, served, p
 
     def ingest() -> float:
         res = source.sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
-        return res.streams["21"].read_bytes_total if "21" in res.streams else 0.0
+        return res.streams[STREAM].read_bytes_total if STREAM in res.streams else 0.0
 
     def close_to_served(label: str) -> float:
         """Sample until the origin served 200 kB more and ingest is within 5% of all it served (in flight:
