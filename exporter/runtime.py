@@ -27,6 +27,7 @@ from exporter.sources.hls import HlsSource
 from exporter.sources.processes import PROC_ROOT, ProcessesSource
 from exporter.sources.progress import ProgressSource, ProgressStore
 from exporter.sources.sockets import SocketDump, SocketsSource
+from exporter.streamstate import StreamMemory, state_path
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
 from exporter.web.viewers_api import ViewersApi
@@ -79,7 +80,10 @@ def build_runtime(
     if config.viewers.access_log is not None:
         sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
 
-    sampler = Sampler(config, sources, ProcessesSource(config, proc_root), clock)
+    state = state_path(config)  # discovered streams remembered across restarts (docs/inventory.md)
+    processes = ProcessesSource(config, proc_root, memory=StreamMemory(state) if state is not None else None,
+                                clock=clock)
+    sampler = Sampler(config, sources, processes, clock)
     registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
     if config.actions is not None:
         actions = build_actions(config, sampler)  # raises ActionsError: exit 1 before serving

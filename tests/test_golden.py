@@ -73,7 +73,7 @@ def render(tmp: Path) -> str:
         "node": "golden-1",
         "egress_capacity_bits_per_second": 1_000_000_000,
         "streams": {
-            "discover": [{"preset": "panelx"}],
+            "discover": [{"preset": "panelx", "user": [1001]}],  # the panel user of the captured host
             "static": [
                 {"id": "5", "name": "BBC One", "progress": str(root / "progress" / "5.progress")},
                 {"id": "9", "name": "Declared, not running"},

@@ -132,7 +132,10 @@ def proc_root(tmp_path: Path) -> Path:
     return root
 
 
-def sample(source: ProcessesSource) -> dict[str, tuple[tuple[int, ...], float, int, float, int | None, int, float]]:
+Row = tuple[tuple[int, ...], float, int, float | None, int | None, int, float]
+
+
+def sample(source: ProcessesSource) -> dict[str, Row]:
     result = source.sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
     return {s: (p.pids, p.cpu_seconds_total, p.resident_memory_bytes, p.read_bytes_total, p.open_fds, p.threads,
                 p.start_time or 0.0) for s, p in result.streams.items()}
@@ -143,11 +146,11 @@ def test_the_source_reads_a_captured_proc(proc_root: Path) -> None:
     tick, page = fs.clock_ticks, fs.page_size
     got = sample(ProcessesSource(parse_config(CONFIG), proc_root=str(proc_root)))
     assert got == {
-        # a ladder: two processes; the oldest one's start. Network inputs: rchar is not their ingest (and
-        # no socket of this captured /proc exists on the host), so nothing is read.
-        "5": ((100, 101), (100 / tick + 50 / tick) + (10 / tick + 5 / tick), 2 * 2411 * page, 0.0, 11, 16,
+        # a ladder: two processes; the oldest one's start. Network inputs: rchar is not their ingest, and a
+        # captured /proc has no sockets to count: their ingest is unknown (no series), not 0
+        "5": ((100, 101), (100 / tick + 50 / tick) + (10 / tick + 5 / tick), 2 * 2411 * page, None, 11, 16,
               1795704312 + 10000 / tick),
-        "9": ((106,), 100 / tick + 50 / tick, 2411 * page, 0.0, 2, 13, 1795704312 + 10600 / tick),
+        "9": ((106,), 100 / tick + 50 / tick, 2411 * page, None, 2, 13, 1795704312 + 10600 / tick),
     }
 
 

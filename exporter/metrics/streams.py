@@ -53,7 +53,8 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
             continue
         restarts.add_metric([stream], p.restarts_total)
         cpu.add_metric([stream], p.cpu_seconds_total)
-        read.add_metric([stream], p.read_bytes_total)
+        if p.read_bytes_total is not None:
+            read.add_metric([stream], p.read_bytes_total)
         if p.up and p.start_time is not None:
             start.add_metric([stream], p.start_time)
             mem.add_metric([stream], p.resident_memory_bytes)

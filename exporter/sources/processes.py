@@ -59,7 +59,8 @@ class StreamProcesses:
     """The oldest process's start: the stream has been up since then."""
     cpu_seconds_total: float
     resident_memory_bytes: int
-    read_bytes_total: float
+    read_bytes_total: float | None
+    """None: a network input where socket counters cannot be read (the series is left out)."""
     open_fds: int
     threads: int
     restarts_total: int
@@ -288,6 +289,8 @@ class _Carry:
     restarts: int = 0
     exits: int = 0
     ever_seen: bool = False
+    network: bool = False
+    """A process of the stream read a network input: its ingest is socket bytes, unknown without them."""
     last_seen: float = 0.0
     """When a process of the stream last ran (for ``streams.forget_after``)."""
     uid: int | None = None
@@ -325,7 +328,10 @@ class ProcessesSource:
         self._forget_after = config.streams.forget_after
         self._interval = config.sample_interval
         self._max = config.streams.max_discovered
-        self._events_mode = config.streams.process_events if proc_root is not None else "off"
+        # The kernel's events and sockets are the real host's: only with the real /proc (a captured one, in
+        # tests, has neither)
+        live = proc_root is not None and proc_root == PROC_ROOT
+        self._events_mode = config.streams.process_events if live else "off"
         self._clock = clock
         self._carry: dict[str, _Carry] = {}
         self._refused_now: set[int] = set()
@@ -336,7 +342,7 @@ class ProcessesSource:
         self._scan = None if proc_root is None else ProcScan(
             ProcFs(proc_root), self._names, lambda name, cmdline, uid: match(name, cmdline, uid, rules)
         )
-        self._ingest = IngestMeter() if proc_root is not None else None
+        self._ingest = IngestMeter() if live else None
         self.events: ProcEvents | None = None
         self._events_tried = False
         self._memory = memory
@@ -501,14 +507,17 @@ class ProcessesSource:
             carry.hints, carry.hints_of = output_hints(oldest.cmdline), oldest.cmdline
         playlist, progress = carry.hints
         file_read = sum(float(p.read_bytes or 0) for p in procs if not args_of(p.cmdline).network_input)
-        socket_read = (ingest or {}).get(stream, 0)
+        carry.network = carry.network or any(args_of(p.cmdline).network_input for p in procs)
+        read: float | None = carry.closed_read + file_read + (ingest or {}).get(stream, 0)
+        if carry.network and ingest is None:
+            read = None  # a network input, and no socket counters here (no sock_diag, or a captured /proc)
         return StreamProcesses(
             stream=stream,
             pids=tuple(sorted(p.pid for p in procs)),
             start_time=oldest.create_time if oldest else None,
             cpu_seconds_total=carry.closed_cpu + sum(p.cpu_seconds for p in procs),
             resident_memory_bytes=sum(p.rss_bytes for p in procs),
-            read_bytes_total=carry.closed_read + file_read + socket_read,
+            read_bytes_total=read,
             open_fds=sum(p.open_fds or 0 for p in procs),
             threads=sum(p.threads for p in procs),
             restarts_total=carry.restarts,
