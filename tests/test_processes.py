@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import parse_config
+from exporter.errors import ConfigError
 from exporter.sources.discovery import match, rules_from_config
 from exporter.sources.ffmpeg_argv import parse_ffmpeg_argv
 from exporter.sources.processes import ProcessesSource, ProcInfo, output_hints, stream_of
@@ -240,3 +241,16 @@ def test_malformed_state_file_is_ignored_not_fatal(tmp_path: Path) -> None:
     assert StreamMemory(path).load() == []
     path.write_bytes(b"\xff\xfe")
     assert StreamMemory(path).load() == []
+
+
+def test_paths_narrow_a_preset_to_the_panels_folders() -> None:
+    rules = rules_from_config(parse_config({"streams": {"discover": [
+        {"preset": "panelx", "user": [0], "paths": ["/home/panelx/webapp/streams", "/tmp/abr"]}]}}))
+    assert stream_of(proc(PANELX), rules) == "5"
+    assert stream_of(proc(ABR), rules) == "77"
+    elsewhere = [*PANELX[:-1], "/srv/other/stream_5.m3u8"]
+    assert stream_of(proc(elsewhere), rules) is None
+    with pytest.raises(ConfigError, match="absolute"):
+        parse_config({"streams": {"discover": [{"preset": "panelx", "paths": ["streams"]}]}})
+    with pytest.raises(ConfigError, match="paths narrows a preset"):
+        parse_config({"streams": {"discover": [{"process": "ffmpeg", "cmdline": "(?P<stream>x)", "paths": ["/a"]}]}})

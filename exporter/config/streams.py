@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from exporter.config.base import Regex, Section, require_group
 from exporter.config.durations import Duration
@@ -111,6 +111,17 @@ class DiscoverRule(Section):
     user: list[Owner] | None = Field(default=None, min_length=1)
     """Owners (user names or uids) whose processes may become streams; default: the preset's panel user,
     or root for a custom rule and for ``hls``."""
+    paths: list[Path] | None = Field(default=None, min_length=1)
+    """For a preset: the folders the panel writes its streams to; an output elsewhere does not match
+    (default: anywhere). Narrows discovery; the owner, not the path, is what keeps other users out."""
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, paths: list[Path] | None) -> list[Path] | None:
+        for path in paths or ():
+            if not path.is_absolute():
+                raise ValueError(f"{path}: give an absolute folder")
+        return paths
 
     @model_validator(mode="after")
     def _one_form(self) -> DiscoverRule:
@@ -118,6 +129,8 @@ class DiscoverRule(Section):
             if self.process is not None or self.cmdline is not None:
                 raise ValueError("give either preset or process + cmdline, not both")
             return self
+        if self.paths is not None:
+            raise ValueError("paths narrows a preset; a custom rule says where in its cmdline regex")
         if self.cmdline is None:
             raise ValueError("give a preset (panelx, xui, xtream, hls) or a cmdline regex")
         require_group(self.cmdline, "stream")

@@ -34,6 +34,8 @@ class Rule:
     """Owners allowed to run the stream's processes; None: any owner."""
     on_outputs: bool = False
     """Match ``pattern`` against each output of the command line (presets), not the joined line."""
+    paths: tuple[str, ...] = ()
+    """Folders (ending in ``/``) an output must be in; empty: anywhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,8 @@ def rules_from_config(config: Config) -> list[Rule]:
     ]
     for rule, uids in discover:
         name, pattern = rule.resolved()
-        rules.append(Rule(name, pattern, uids=uids, on_outputs=rule.preset is not None))
+        paths = tuple(str(p).rstrip("/") + "/" for p in rule.paths or ())
+        rules.append(Rule(name, pattern, uids=uids, on_outputs=rule.preset is not None, paths=paths))
     return rules
 
 
@@ -105,6 +108,8 @@ def match(name: str, cmdline: Sequence[str], uid: int | None, rules: Sequence[Ru
             if outputs is None:
                 outputs = parse_ffmpeg_argv(cmdline).outputs
             for output in outputs:
+                if rule.paths and not output.startswith(rule.paths):
+                    continue
                 found = rule.pattern.search(output)
                 if found:
                     stream = found.group("stream")
