@@ -10,6 +10,7 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.errors import ConfigError
+from exporter.inventory import build_inventory
 from exporter.sources.discovery import match, rules_from_config
 from exporter.sources.ffmpeg_argv import parse_ffmpeg_argv
 from exporter.sources.processes import ProcessesSource, ProcInfo, output_hints, stream_of
@@ -254,3 +255,15 @@ def test_paths_narrow_a_preset_to_the_panels_folders() -> None:
         parse_config({"streams": {"discover": [{"preset": "panelx", "paths": ["streams"]}]}})
     with pytest.raises(ConfigError, match="paths narrows a preset"):
         parse_config({"streams": {"discover": [{"process": "ffmpeg", "cmdline": "(?P<stream>x)", "paths": ["/a"]}]}})
+
+
+def test_inventory_provenance_a_stream_of_a_disallowed_owner_is_never_restartable() -> None:
+    """Whatever put it there (a remembered entry, a rule change), the receiver asks ``restartable``."""
+    cfg = parse_config({"streams": {"discover": presets_as(0), "static": [{"id": "decl"}]}})
+    src = ProcessesSource(cfg, proc_root=None)
+    res = src.update({"5": [proc(PANELX, pid=9, uid=0)], "6": [proc(PANELX, pid=10, uid=65534)],
+                      "decl": [proc(PANELX, pid=11, uid=65534)]})
+    inventory = build_inventory(cfg, res, {})
+    assert inventory["5"].restartable and not inventory["5"].declared
+    assert not inventory["6"].restartable  # only update() was fed it: discovery itself would refuse it
+    assert inventory["decl"].declared and inventory["decl"].restartable
