@@ -152,6 +152,8 @@ class ProcScan:
         """raw command line -> (arguments, argv[0] names a wanted program)"""
         self._matched: dict[tuple[str, bytes, int], tuple[Match, bool]] = {}
         """(name, raw command line, uid) -> (match, has a network input)"""
+        self._uids: dict[tuple[int, int], int] = {}
+        """(pid, start ticks) -> real uid of candidate processes"""
 
     def _parse(self, raw: bytes) -> tuple[tuple[str, ...], bool]:
         cmdline = parse_cmdline(raw)
@@ -177,8 +179,8 @@ class ProcScan:
         fs, names = self.fs, self._names
         boot = fs.boot_time()
         tick, page = fs.clock_ticks, fs.page_size
-        parsed, matched = self._parsed, self._matched
-        self._parsed, self._matched = {}, {}  # only what this round saw is kept for the next
+        parsed, matched, uids = self._parsed, self._matched, self._uids
+        self._parsed, self._matched, self._uids = {}, {}, {}  # only what this round saw is kept for the next
         pids = fs.pids()
         out: dict[str, list[ProcInfo]] = {}
         refused: dict[int, str] = {}
@@ -198,7 +200,10 @@ class ProcScan:
                 if st.state == "Z":
                     continue  # exited, not yet reaped: nothing of it runs
                 name = full_name(st.comm, cmdline)
-                uid = fs.uid(pid)
+                uid = uids.get((pid, st.start))
+                if uid is None:
+                    uid = fs.uid(pid)  # an unprivileged process cannot change its real uid: read once
+                self._uids[(pid, st.start)] = uid
                 key = (name, raw, uid)
                 found = matched.get(key)
                 if found is None:
