@@ -47,6 +47,7 @@ _EXIT = struct.Struct("=IIII")  # process_pid, process_tgid, exit_code, exit_sig
 _EVENT_AT = _NLHDR.size + _CN_MSG.size
 _DATA_AT = _EVENT_AT + _EVENT.size
 
+KNOWN_LIMIT = 100_000
 RECV_BUFFER = 4 << 20
 """Kernel-side buffer: a busy host execs in bursts; an overrun (ENOBUFS) loses events, counted."""
 
@@ -141,8 +142,14 @@ class ProcEvents:
         self._close()
 
     def watch(self, pids: Mapping[int, str]) -> None:
-        """The stream processes the sampler sees now: their exits are reported too."""
+        """The stream processes the sampler sees now: their exits are reported too.
+
+        An exit whose event was lost would leave its pid here for good: past ``KNOWN_LIMIT`` pids the map
+        keeps only what the sampler sees now (an exec kept since then is then missed at its exit, once).
+        """
         with self._lock:
+            if len(self._known) > KNOWN_LIMIT:
+                self._known = {}
             self._known.update(pids)
 
     def drain(self) -> list[ProcEvent]:
