@@ -77,7 +77,9 @@ def test_exporter_shares_host_pid_and_network_reads_config_read_only_and_gets_th
 ) -> None:
     exporter = composed["services"]["exporter"]
     assert exporter["pid"] == "host" and exporter["network_mode"] == "host"
-    assert exporter["cap_drop"] == ["ALL"] and set(exporter["cap_add"]) <= {"SYS_PTRACE", "DAC_READ_SEARCH", "KILL"}
+    # NET_ADMIN: the kernel's process events (crash loops, docs/inventory.md)
+    assert exporter["cap_drop"] == ["ALL"] and set(exporter["cap_add"]) <= {"SYS_PTRACE", "DAC_READ_SEARCH", "KILL",
+                                                                         "NET_ADMIN"}
     assert exporter["read_only"] is True
     config_mount = _mount(exporter, "/etc/iptv-exporter/config.yml")
     assert config_mount.get("read_only") is True
