@@ -11,6 +11,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from exporter.config.base import Regex, Section, require_group
 from exporter.config.durations import Duration
+from exporter.linear_re import LinearPattern, compile_linear
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -140,7 +141,7 @@ class DiscoverRule(Section):
         """The process name (None: any) and compiled command-line pattern this rule stands for."""
         if self.preset is not None:
             preset = PRESETS[self.preset]
-            return preset.process, re.compile(preset.output)
+            return preset.process, compile_linear(preset.output)
         if self.cmdline is None:  # the validator above refuses this; model_construct() does not validate
             raise ValueError("a discovery rule needs a preset or a cmdline regex")
         return self.process, compile_linear(self.cmdline)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import pwd
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from exporter.config import Config
+from exporter.linear_re import LinearPattern, compile_linear
 from exporter.sources.ffmpeg_argv import parse_ffmpeg_argv
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Rule:
     process: str | None
-    pattern: re.Pattern[str]
+    pattern: LinearPattern[str]
+    """RE2: command lines are written by any local user, the pattern by the config (exporter.linear_re)."""
     stream: str | None = None
     """Set for a static stream's own ``cmdline``: every match belongs to that stream."""
     uids: frozenset[int] | None = None
@@ -74,7 +75,7 @@ def rules_from_config(config: Config) -> list[Rule]:
     discover = [(rule, resolve_owners(rule.owners)) for rule in config.streams.discover]
     every: frozenset[int] | None = frozenset().union(*(u for _, u in discover)) if discover else None
     rules = [
-        Rule(None, re.compile(s.cmdline), stream=s.id,
+        Rule(None, compile_linear(s.cmdline), stream=s.id,
              uids=resolve_owners(s.user) if s.user is not None else every)
         for s in config.streams.static if s.cmdline is not None
     ]

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import psutil
 
 from exporter.config import Config
-from exporter.linear_re import LinearPattern, compile_linear
 from exporter.sources import SampleContext
 from exporter.sources.discovery import Match, Rule, match, rules_from_config, stream_for
 from exporter.sources.ffmpeg_argv import args_of, peer_of
