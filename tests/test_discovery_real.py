@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -209,5 +210,5 @@ def test_a_local_users_fake_ffmpeg_never_becomes_a_stream(world_dir: Path) -> No
         assert all(res.streams[s].owner_allowed for s in found)
     finally:
         for fake in fakes:
-            fake.kill()
+            os.killpg(fake.pid, signal.SIGKILL)  # the shell and its sleep
             fake.wait(5)

@@ -5,6 +5,7 @@ ffmpeg, real webhook calls.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -90,7 +91,8 @@ def test_a_stream_down_at_exporter_start_stays_down_restartable_then_is_forgotte
     fake = world_dir / "ffmpeg"
     fake.symlink_to("/bin/sh")
     intruder = subprocess.Popen([str(fake), "-c", "sleep 60; :", str(streams / "stream_66.m3u8")], user="nobody",
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
     try:
         refused = second.wait_for(lambda s: (metric(s, "iptv_discovery_refused_processes_total", reason="owner")
                                              or 0) >= 1, "the intruder refused")
@@ -100,7 +102,7 @@ def test_a_stream_down_at_exporter_start_stays_down_restartable_then_is_forgotte
         assert decision(second.url, token, "66") == "skipped_unknown_stream"
         assert not (tmp_path / "restarted-66").exists()
     finally:
-        intruder.kill()
+        os.killpg(intruder.pid, signal.SIGKILL)  # the shell and its sleep
         intruder.wait(5)
 
     # removed from the panel (no process for forget_after): it leaves; the declared stream never does
