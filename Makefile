@@ -2,14 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3-venv ffmpeg nginx-light prometheus prometheus-alertmanager chromium openssl iproute2
+APT_PACKAGES := python3-venv ffmpeg nginx-light prometheus prometheus-alertmanager chromium openssl iproute2 systemd util-linux
 PYTEST_ARGS ?=
 
 .PHONY: run demo test lint generate check-generated test-rules bench clean system-deps venv
 
 # Debian packages the tests drive for real; installed only when one is missing.
 system-deps:
-	@missing=""; for b in ffmpeg nginx prometheus promtool prometheus-alertmanager amtool chromium openssl ss; do \
+	@missing=""; for b in ffmpeg nginx prometheus promtool prometheus-alertmanager amtool chromium openssl ss systemd-analyze setpriv; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages (missing:$$missing)"; \
@@ -35,8 +35,8 @@ test-rules: system-deps venv
 	$(PY) -m pytest tests/test_rules.py
 
 lint: venv
-	$(VENV)/bin/ruff check exporter tests
-	$(VENV)/bin/mypy exporter
+	$(VENV)/bin/ruff check exporter tests bench
+	$(VENV)/bin/mypy exporter bench
 
 generate: venv
 	$(PY) -m exporter.dashboards

@@ -7,13 +7,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from exporter import __version__
+from exporter.buildinfo import build_info
 from exporter.errors import ConfigError, ExporterError
 from exporter.web.address import parse_listen_address
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ":9756"
+DEFAULT_TELEMETRY_PATH = "/metrics"
 
 
 def _add_run_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
@@ -32,13 +33,35 @@ def _add_run_flags(p: argparse.ArgumentParser, *, sub: bool = False) -> None:
     p.add_argument("--web.max-connections", dest="max_connections", type=int, metavar="N",
                    help="concurrent HTTP connections (default 512; lowered to keep descriptors for sampling)",
                    **default)
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", type=_telemetry_path, metavar="PATH",
+                   help=f"path under which to expose metrics (default {DEFAULT_TELEMETRY_PATH})", **default)
+
+
+def _telemetry_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() for c in value) or "?" in value or "#" in value:
+        raise argparse.ArgumentTypeError(f"invalid telemetry path {value!r}: an absolute URL path such as /metrics")
+    return value
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: version, revision, branch and Python, like Prometheus's exporters (git asked only here)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kw: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from exporter.buildinfo import build_info
+
+        print(build_info().describe())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iptv-exporter", description="Prometheus exporter and auto-restarts for IPTV restreaming hosts."
     )
-    parser.add_argument("--version", action="version", version=f"iptv-exporter {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log.level", dest="log_level", default="info",
                         choices=["debug", "info", "warn", "warning", "error"])
     parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
@@ -87,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config_file)
     web_config = load_web_config(args.web_config_file) if args.web_config_file else None
     rt = build_runtime(config)
-    app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links)
+    app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links,
+                     telemetry_path=args.telemetry_path or DEFAULT_TELEMETRY_PATH)
     host, port = args.listen or parse_listen_address(DEFAULT_LISTEN)
     # ffmpeg's -progress push is one POST that lasts as long as ffmpeg: without a limit, shutdown would wait
     # for every pushing ffmpeg to exit. After the limit the remaining requests are cancelled.
@@ -102,9 +126,11 @@ def _run(args: argparse.Namespace) -> int:
     uv.load()
     if web_config is not None and web_config.tls_server_config is not None:
         uv.ssl = ssl_context(web_config.tls_server_config, args.web_config_file)  # min version, client CA
-    log.info("starting iptv-exporter version=%s node=%s listen=%s:%d streams_declared=%d nofile_soft=%d "
-             "nofile_hard=%d max_connections=%d", __version__, config.node, host, port, len(config.streams.static),
-             fds.soft, fds.hard, fds.max_connections)
+    build = build_info()
+    log.info("starting iptv-exporter version=%s revision=%s branch=%s node=%s listen=%s:%d telemetry_path=%s "
+             "streams_declared=%d nofile_soft=%d nofile_hard=%d max_connections=%d", build.version, build.revision,
+             build.branch, config.node, host, port, args.telemetry_path or DEFAULT_TELEMETRY_PATH,
+             len(config.streams.static), fds.soft, fds.hard, fds.max_connections)
     server = uvicorn.Server(uv)
     server.run()
     return 0 if server.started else 1

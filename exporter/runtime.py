@@ -9,8 +9,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from exporter.actions import build_actions
 from exporter.actions.receiver import TokenFile
@@ -55,6 +57,16 @@ def _node_family(config: Config) -> Family:
     return collect
 
 
+def self_collectors() -> list[Collector]:
+    """The process's own ``process_*`` and ``python_*`` metrics, as every client_python exporter serves them.
+
+    Created unregistered (``registry=None``): the exporter's registry is its own, never the global one.
+    """
+    # GCCollector always registers itself: give it a registry of its own that nothing serves.
+    return [ProcessCollector(registry=None), PlatformCollector(registry=None),
+            GCCollector(registry=CollectorRegistry())]
+
+
 def build_runtime(
     config: Config,
     *,
@@ -85,6 +97,8 @@ def build_runtime(
                                 clock=clock)
     sampler = Sampler(config, sources, processes, clock)
     registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
+    for self_collector in self_collectors():
+        registry.register(self_collector)
     if config.actions is not None:
         actions = build_actions(config, sampler)  # raises ActionsError: exit 1 before serving
         components.append(actions)

@@ -66,9 +66,19 @@ def wait_until(check: Callable[[], T | None], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
+VENV_BIN = Path(sys.executable).parent
+"""The venv's bin (not resolved: a venv's python is a symlink): where ``make venv`` installs the Python-packaged
+tools (hadolint, compose, ruff, mypy). A fresh shell does not have it on PATH, so tools are looked up here first."""
+
+
+def tool_path() -> str:
+    """The search path for the tests' tools: the venv's bin, then PATH, then the sbin directories (nginx)."""
+    return os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+
+
 def require_binary(name: str) -> str:
     """Path of a real binary the test needs; .ci/run installs them, so a missing one is a failure, not a skip."""
-    path = shutil.which(name)
+    path = shutil.which(name, path=tool_path())
     if path is None:
         raise AssertionError(f"{name} is not installed: run .ci/run (or apt-get install it)")
     return path

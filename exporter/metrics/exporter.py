@@ -7,13 +7,19 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter import __version__
+from exporter.buildinfo import build_info
 from exporter.snapshot import Snapshot
 
 
 def collect(snap: Snapshot) -> Iterator[Metric]:
-    info = GaugeMetricFamily("iptv_exporter_build_info", "Version of iptv-exporter; always 1.", labels=["version"])
-    info.add_metric([__version__], 1)
+    build = build_info()
+    info = GaugeMetricFamily(
+        "iptv_exporter_build_info",
+        "A metric with a constant '1' value labeled by version, revision, branch, and pythonversion from which "
+        "iptv-exporter was built.",
+        labels=["version", "revision", "branch", "pythonversion"],
+    )
+    info.add_metric([build.version, build.revision, build.branch, build.python_version], 1)
     yield info
     up = GaugeMetricFamily(
         "iptv_exporter_source_up", "1 if the source's last sample succeeded, else 0.", labels=["source"]

@@ -82,7 +82,8 @@ def _metrics_endpoint(registry: MetricsRegistry) -> Callable[[Request], Awaitabl
     return metrics
 
 
-def _landing(sampler: Sampler, extra_links: Sequence[tuple[str, str]]) -> Callable[[Request], Awaitable[Response]]:
+def _landing(sampler: Sampler, extra_links: Sequence[tuple[str, str]],
+             telemetry_path: str = "/metrics") -> Callable[[Request], Awaitable[Response]]:
     async def landing(request: Request) -> Response:
         snap = sampler.snapshot
         rows = "".join(
@@ -95,7 +96,7 @@ def _landing(sampler: Sampler, extra_links: Sequence[tuple[str, str]]) -> Callab
             "<!doctype html><html><head><title>iptv-exporter</title></head><body>"
             f"<h1>iptv-exporter {html.escape(__version__)}</h1>"
             f"<p>Node <code>{html.escape(sampler.config.node)}</code>, {len(snap.streams)} streams.</p>"
-            f'<ul><li><a href="/metrics">Metrics</a></li><li><a href="/-/healthy">Health</a></li>'
+            f'<ul><li><a href="{html.escape(telemetry_path)}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>'
             f'<li><a href="/-/ready">Readiness</a></li>{links}</ul>'
             f"<h2>Sources</h2><ul>{rows}</ul></body></html>"
         )
@@ -111,6 +112,7 @@ def create_app(
     components: Sequence[Component] = (),
     web_config: WebConfigFile | None = None,
     links: Sequence[tuple[str, str]] = (),
+    telemetry_path: str = "/metrics",
 ) -> Starlette:
     """Build the ASGI app; its lifespan starts the sampler (first round before serving) and the components."""
 
@@ -123,8 +125,8 @@ def create_app(
         return PlainTextResponse("not ready: first sample not complete\n", status_code=503)
 
     routes: list[BaseRoute] = [
-        Route("/", _landing(sampler, links)),
-        Route("/metrics", _metrics_endpoint(registry)),
+        Route(telemetry_path, _metrics_endpoint(registry)),  # first: `--web.telemetry-path=/` replaces the landing
+        Route("/", _landing(sampler, links, telemetry_path)),
         Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
         Route("/-/ready", ready, methods=["GET", "HEAD"]),
     ]
