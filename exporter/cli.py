@@ -105,10 +105,11 @@ def _run(args: argparse.Namespace) -> int:
     from exporter.web.app import create_app
     from exporter.web.connguard import DEFAULT_MAX_CONNECTIONS, ConnectionGuard
     from exporter.web.limits import plan
-    from exporter.web.webconfig import load_web_config, ssl_context
+    from exporter.web.tls import ReloadingContext
+    from exporter.web.webconfig import WebConfigWatcher
 
     config = load_config(args.config_file)
-    web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    web_config = WebConfigWatcher(args.web_config_file) if args.web_config_file else None  # re-read on change
     rt = build_runtime(config)
     app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links,
                      telemetry_path=args.telemetry_path or DEFAULT_TELEMETRY_PATH)
@@ -124,8 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
                         timeout_graceful_shutdown=3, http=guard.protocol())
     uv.load()
-    if web_config is not None and web_config.tls_server_config is not None:
-        uv.ssl = ssl_context(web_config.tls_server_config, args.web_config_file)  # min version, client CA
+    if web_config is not None:
+        rt.registry.register(web_config)
+        if web_config.tls_enabled:
+            uv.ssl = ReloadingContext(web_config.tls_context)  # each connection gets the current TLS settings
     build = build_info()
     log.info("starting iptv-exporter version=%s revision=%s branch=%s node=%s listen=%s:%d telemetry_path=%s "
              "streams_declared=%d nofile_soft=%d nofile_hard=%d max_connections=%d", build.version, build.revision,

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from exporter import __version__
 from exporter.metrics.exposition import MetricsRegistry
 from exporter.sampler import Sampler
-from exporter.web.webconfig import BasicAuth, WebConfigFile
+from exporter.web.webconfig import StaticWebConfig, WebConfigFile, WebSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,37 +38,53 @@ OWN_AUTH_PREFIXES = ("/hooks/", "/api/", "/progress/", "/progress.php")
 """Paths that authenticate themselves (bearer token, or loopback-only for ffmpeg's progress push)."""
 
 
-class BasicAuthMiddleware:
-    """exporter-toolkit's basic auth, for every path except those that carry their own authentication."""
+class WebSettingsSource(Protocol):
+    """Where the web config's current settings come from (re-read on change, or fixed)."""
 
-    def __init__(self, app: ASGIApp, auth: BasicAuth, headers: dict[str, str]) -> None:
+    def current(self) -> WebSettings: ...
+
+
+class WebConfigMiddleware:
+    """exporter-toolkit's per-request part of the web config: rate limit and basic auth for every path except
+    those that carry their own authentication, and the configured response headers on every answer. The
+    settings are asked for per request, so a changed file applies from the next request."""
+
+    def __init__(self, app: ASGIApp, web: WebSettingsSource) -> None:
         self.app = app
-        self.auth = auth
-        self.headers = headers
+        self.web = web
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.auth.users and not str(scope["path"]).startswith(OWN_AUTH_PREFIXES):
-            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            # bcrypt costs tens of milliseconds: off the event loop, which serves every other request.
-            if not await run_in_threadpool(self.auth.check, header):
-                response = PlainTextResponse(
-                    "Unauthorized\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="iptv-exporter"'}
-                )
-                await response(scope, receive, send)
+        settings = self.web.current()
+        if not str(scope["path"]).startswith(OWN_AUTH_PREFIXES):
+            refusal = None
+            if settings.limiter is not None and not settings.limiter.allow():
+                refusal = PlainTextResponse("Too Many Requests\n", status_code=429)
+            elif settings.auth.enabled:
+                header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+                if not await settings.auth.check(header):  # bcrypt in a bounded number of worker threads
+                    refusal = PlainTextResponse(
+                        "Unauthorized\n", status_code=401,
+                        headers={"WWW-Authenticate": 'Basic realm="iptv-exporter"'},
+                    )
+            if refusal is not None:
+                await refusal(scope, receive, self._with_headers(send, settings.headers))
                 return
+        await self.app(scope, receive, self._with_headers(send, settings.headers))
+
+    @staticmethod
+    def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
+        if not headers:
+            return send
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.headers:
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [
-                    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()
-                ]
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
 
 
 def _metrics_endpoint(registry: MetricsRegistry) -> Callable[[Request], Awaitable[Response]]:
@@ -110,7 +126,7 @@ def create_app(
     registry: MetricsRegistry,
     *,
     components: Sequence[Component] = (),
-    web_config: WebConfigFile | None = None,
+    web_config: WebConfigFile | WebSettingsSource | None = None,
     links: Sequence[tuple[str, str]] = (),
     telemetry_path: str = "/metrics",
 ) -> Starlette:
@@ -146,12 +162,7 @@ def create_app(
                 await component.stop()
 
     middleware = []
-    if web_config is not None and (web_config.basic_auth_users or web_config.http_server_config.headers):
-        middleware.append(
-            Middleware(
-                BasicAuthMiddleware,
-                auth=BasicAuth(dict(web_config.basic_auth_users)),
-                headers=dict(web_config.http_server_config.headers),
-            )
-        )
+    if web_config is not None:
+        web = StaticWebConfig(web_config) if isinstance(web_config, WebConfigFile) else web_config
+        middleware.append(Middleware(WebConfigMiddleware, web=web))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
