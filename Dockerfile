@@ -17,9 +17,12 @@ LABEL org.opencontainers.image.title="iptv-exporter" \
       org.opencontainers.image.description="Prometheus exporter and alert-driven auto-restarts for IPTV restreaming hosts" \
       org.opencontainers.image.licenses="Apache-2.0"
 # A fixed, unprivileged uid for metrics-only use. Reading other users' /proc/<pid>/io and restarting
-# host processes need more: docker-compose.yml runs it as uid 0 with only the capabilities it needs.
+# host processes need more: docker-compose.yml runs it as uid 0 with only the capabilities it needs, and
+# without CAP_DAC_OVERRIDE uid 0 is checked like any user. So the journal directory (which Docker copies,
+# with owner and mode, into a new named volume) is writable by the image's user AND by group 0:
+# both ways of running it can write the journal (tests/test_compose.py runs it with setpriv).
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin iptv \
- && install -d -o iptv -g iptv -m 0750 /var/lib/iptv-exporter \
+ && install -d -o 10001 -g 0 -m 0770 /var/lib/iptv-exporter \
  && install -d -m 0755 /etc/iptv-exporter
 COPY --from=build /opt/iptv-exporter /opt/iptv-exporter
 ENV PATH=/opt/iptv-exporter/bin:$PATH \

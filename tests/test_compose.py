@@ -15,14 +15,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from exporter.config import load_config
-from tests.helpers import REPO, require_binary
+from tests.helpers import REPO, Proc, free_port, require_binary, wait_until
 
 SERVICES = {"exporter", "node-exporter", "prometheus", "alertmanager", "grafana"}
 PINNED = re.compile(r":v?\d+\.\d+\.\d+$")
@@ -160,3 +162,89 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"
     assert {"!pyproject.toml", "!README.md", "!exporter/"} <= set(lines)
+
+
+JOURNAL_DIR = "/var/lib/iptv-exporter"
+OLD_LAYOUT = (10001, 10001, 0o750)
+"""The image's journal directory before issue 16: owned by the image's user, nothing for group 0."""
+
+
+def dockerfile_journal_layout() -> tuple[int, int, int]:
+    """(uid, gid, mode) the Dockerfile gives the journal directory, which Docker copies into the new volume."""
+    found = re.search(rf"install -d -o (\d+) -g (\d+) -m (0?[0-7]{{3}}) {JOURNAL_DIR}\b",
+                      (REPO / "Dockerfile").read_text())
+    assert found, f"the Dockerfile must create {JOURNAL_DIR} with numeric -o/-g/-m"
+    return int(found.group(1)), int(found.group(2)), int(found.group(3), 8)
+
+
+def setpriv_argv(service: dict[str, Any]) -> list[str]:
+    """setpriv with the service's user, capability set and no-new-privileges: what the container's process gets.
+
+    Docker gives a root process exactly its capability set as bounding, permitted and effective set (cap_drop
+    ALL, then cap_add); for uid 0 the kernel derives permitted and effective from the bounding set at exec.
+    """
+    assert service["cap_drop"] == ["ALL"]
+    uid, _, gid = str(service.get("user", "0")).partition(":")
+    caps = ",".join(f"+{c.lower()}" for c in service.get("cap_add", []))
+    argv = [require_binary("setpriv"), f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups",
+            "--inh-caps=-all", f"--bounding-set=-all,{caps}"]
+    if "no-new-privileges:true" in service.get("security_opt", []):
+        argv.append("--no-new-privs")
+    return argv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["before issue 16", "the Dockerfile's"])
+def test_the_composed_exporter_starts_with_its_capabilities_and_volume(
+    composed: dict[str, Any], tmp_path: Path, layout: str,
+) -> None:
+    """The exporter as compose runs it (user, capabilities, no-new-privileges, from docker-compose.yml) against a
+    journal directory laid out as Docker seeds the volume (from the Dockerfile), and nginx's access log as
+    Debian leaves it (root:adm 0640). Before issue 16 it exited: ``actions.journal: ... Permission denied``."""
+    if os.geteuid() != 0:
+        pytest.skip("setpriv needs root to switch users and capability sets (CI runs as root)")
+    service = composed["services"]["exporter"]
+    assert any(v["target"] == JOURNAL_DIR and v["type"] == "volume" for v in service["volumes"])
+    uid, gid, mode = OLD_LAYOUT if layout == "before issue 16" else dockerfile_journal_layout()
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    os.chown(journal, uid, gid)
+    journal.chmod(mode)
+    access_log = tmp_path / "access.log"
+    access_log.write_text('127.0.0.1 - - [06/Dec/2026:07:00:00 +0000] "GET /live/u/p/7.ts HTTP/1.1" 200 10 "-" "x"\n')
+    os.chown(access_log, 0, 4)  # root:adm, as nginx's logrotate leaves it
+    access_log.chmod(0o640)
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef\n")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "sample_interval": "1s", "streams": {"discover": []},
+        "viewers": {"ports": [], "access_log": {"path": str(access_log)}},
+        "actions": {"token_file": str(token), "journal": str(journal / "actions.sqlite"),
+                    "restart": {"type": "signal", "signal": "TERM"}},
+    }))
+    port = free_port()
+    proc = Proc([*setpriv_argv(service), sys.executable, "-m", "exporter", f"--config.file={config}",
+                 f"--web.listen-address=127.0.0.1:{port}"], cwd=REPO, log=tmp_path / "exporter.log").start()
+    try:
+        if layout == "before issue 16":
+            proc.popen.wait(60)
+            assert proc.popen.returncode == 1 and "Permission denied" in proc.output(), proc.output()
+            return
+
+        def scraped() -> str | None:
+            assert proc.alive(), proc.output()
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return text if 'iptv_exporter_source_up{source="accesslog"} 1.0' in text else None
+
+        wait_until(scraped, timeout=60, what="the exporter serving with its access log read")
+        assert (journal / "actions.sqlite").is_file()
+        caps = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                    if line.startswith("CapEff:"))
+        assert int(caps.split()[1], 16) == sum(1 << CAPABILITIES[c] for c in service["cap_add"])
+    finally:
+        proc.stop()
+
+
+CAPABILITIES = {"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "KILL": 5, "SETGID": 6,
+                "SETUID": 7, "NET_BIND_SERVICE": 10, "SYS_PTRACE": 19}
