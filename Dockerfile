@@ -8,7 +8,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN python -m venv /opt/iptv-exporter \
+# The build context has no .git: pass the revision, e.g. --build-arg VCS_REVISION="$(git rev-parse HEAD)".
+ARG VCS_REVISION=unknown VCS_BRANCH=unknown
+RUN python -m exporter.buildinfo write --revision "${VCS_REVISION}" --branch "${VCS_BRANCH}" \
+ && python -m venv /opt/iptv-exporter \
  && /opt/iptv-exporter/bin/pip install --no-compile . \
  && /opt/iptv-exporter/bin/python -m compileall -q /opt/iptv-exporter
 

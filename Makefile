@@ -5,7 +5,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv ffmpeg nginx-light prometheus prometheus-alertmanager chromium openssl iproute2 systemd util-linux
 PYTEST_ARGS ?=
 
-.PHONY: run demo test lint generate check-generated test-rules bench clean system-deps venv
+.PHONY: run demo test lint generate check-generated test-rules bench clean system-deps venv wheel
 
 # Debian packages the tests drive for real; installed only when one is missing.
 system-deps:
@@ -37,6 +37,12 @@ test-rules: system-deps venv
 lint: venv
 	$(VENV)/bin/ruff check exporter tests bench
 	$(VENV)/bin/mypy exporter bench
+
+# dist/iptv_exporter-*.whl for `pip install` / `pipx install` on a host (docs/deploy.md), with the git
+# revision and branch recorded in it for --version and iptv_exporter_build_info.
+wheel: venv
+	$(PY) -m exporter.buildinfo write
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . ; status=$$?; rm -f exporter/_build_info.json; exit $$status
 
 generate: venv
 	$(PY) -m exporter.dashboards

@@ -110,9 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     write = sub.add_parser("write", help="record revision and branch (default: from git)")
     write.add_argument("--revision")
     write.add_argument("--branch")
+    write.add_argument("--output", type=Path, default=BUILD_FILE, help=f"default {BUILD_FILE}")
     args = parser.parse_args(argv)
-    vcs = write_build_file(args.revision, args.branch)
-    print(f"{BUILD_FILE}: revision={vcs.revision} branch={vcs.branch}")
+    vcs = write_build_file(args.revision, args.branch, args.output)
+    print(f"{args.output}: revision={vcs.revision} branch={vcs.branch}")
     return 0
 
 
