@@ -66,6 +66,20 @@ class GeoInfo:
 
 NOWHERE = GeoInfo()
 
+
+@dataclass(frozen=True, slots=True)
+class GeoDatabaseStatus:
+    """One database as the exporter has it now: for ``iptv_geoip_database_*``."""
+
+    kind: str
+    """``city`` or ``asn``."""
+    path: Path | None
+    loaded: bool
+    edition: str = ""
+    """The file's own ``database_type``, e.g. ``GeoLite2-City``."""
+    build_epoch: int | None = None
+    """When the database was built (its metadata), Unix seconds."""
+
 Lookup = Callable[[str], GeoInfo]
 """An IP address to what is known about it (:attr:`Geo.lookup`, or a fake in tests)."""
 
@@ -153,6 +167,13 @@ class _Db:
             self.reader.close()
             self.reader = None
 
+    def status(self) -> GeoDatabaseStatus:
+        reader = self.reader
+        if reader is None:
+            return GeoDatabaseStatus(self.kind, self.path, False)
+        meta = reader.metadata()
+        return GeoDatabaseStatus(self.kind, self.path, True, str(meta.database_type), int(meta.build_epoch))
+
 
 class Geo:
     """Cached, thread-safe lookups; ``lookup(ip)`` never raises for a well-formed or malformed address."""
@@ -182,6 +203,11 @@ class Geo:
         with self._lock:
             self._city.close()
             self._asn.close()
+
+    def databases(self) -> tuple[GeoDatabaseStatus, ...]:
+        """What is loaded now, and how old it is (as of the last :meth:`refresh`)."""
+        with self._lock:
+            return (self._city.status(), self._asn.status())
 
     def _lookup(self, ip: str) -> GeoInfo:
         info = self._answer(ip)

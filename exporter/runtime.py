@@ -20,6 +20,7 @@ from exporter.config import Config
 from exporter.geo import Geo
 from exporter.metrics import FAMILIES, Family, SnapshotCollector
 from exporter.metrics.exposition import MetricsRegistry
+from exporter.metrics.geoip import GeoIPCollector
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import Source
@@ -99,6 +100,7 @@ def build_runtime(
     registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
     for self_collector in self_collectors():
         registry.register(self_collector)
+    registry.register(GeoIPCollector(geo.databases, config.geo.max_age))
     if config.actions is not None:
         actions = build_actions(config, sampler)  # raises ActionsError: exit 1 before serving
         components.append(actions)

@@ -113,3 +113,45 @@ def test_default_search_directories(tmp_path: Path, make_geo: type[Geo]) -> None
     write_dbs(tmp_path / "var-lib-GeoIP", NETWORKS)
     geo = make_geo(GeoConfig(), search_dirs=[tmp_path / "usr-share-GeoIP", tmp_path / "var-lib-GeoIP"])
     assert geo.lookup("127.2.0.1").isp == "Deutsche Telekom AG"
+
+
+def test_database_status_and_metrics_loaded_edition_build_date_and_age(
+    tmp_path: Path, make_geo: type[Geo], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import mmdb_writer
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporter.metrics.geoip import GeoIPCollector
+    from tests.helpers import metric, parse_metrics
+
+    built = 1767312000  # 2026-01-02 00:00 UTC: what mmdb-writer records as the build time
+    with monkeypatch.context() as m:
+        m.setattr(mmdb_writer.time, "time", lambda: float(built))
+        city = write_city_db(tmp_path / "GeoLite2-City.mmdb", NETWORKS)
+    asn = tmp_path / "later" / "GeoLite2-ASN.mmdb"
+    geo = make_geo(GeoConfig.model_validate({"city_db": str(city), "asn_db": str(asn), "max_age": "30d"}))
+    registry = CollectorRegistry()
+    registry.register(GeoIPCollector(geo.databases, 30 * 86400))
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return parse_metrics(generate_latest(registry).decode())
+
+    first = samples()
+    assert metric(first, "iptv_geoip_database_loaded", type="city") == 1
+    assert metric(first, "iptv_geoip_database_loaded", type="asn") == 0  # not there (yet): no build date
+    assert metric(first, "iptv_geoip_database_info", type="city", edition="GeoLite2-City",
+                  build_date="2026-01-02") == 1
+    assert metric(first, "iptv_geoip_database_build_timestamp_seconds", type="city") == built
+    assert metric(first, "iptv_geoip_database_info", type="asn") is None
+    assert metric(first, "iptv_geoip_database_max_age_seconds") == 30 * 86400
+
+    asn.parent.mkdir()
+    from tests.mmdb import write_asn_db
+
+    write_asn_db(asn, NETWORKS)  # geoipupdate delivers it: picked up on the next refresh
+    geo.refresh()
+    second = samples()
+    assert metric(second, "iptv_geoip_database_loaded", type="asn") == 1
+    assert abs((metric(second, "iptv_geoip_database_build_timestamp_seconds", type="asn") or 0) - time.time()) < 600

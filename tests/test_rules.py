@@ -160,6 +160,7 @@ def test_rule_set_is_complete() -> None:
         "IPTVStreamDown", "IPTVStreamStalled", "IPTVStreamSlow", "IPTVStreamErrorRate", "IPTVStreamFlapping",
         "IPTVRestartCircuitOpen", "IPTVRestartFailed", "IPTVBandwidthPeak", "IPTVViewerDrop",
         "IPTVLineSharing", "IPTVExporterDown", "IPTVExporterSourceDown",
+        "IPTVGeoIPDatabaseStale",  # prometheus/rules/iptv-geoip.yml
     }
     recorded = {r["record"] for r in rules() if "record" in r}
     assert "iptv:stream_health_score" in recorded

@@ -74,3 +74,5 @@ class Geo(Section):
     top_cities: int = Field(default=50, ge=1)
     top_isps: int = Field(default=50, ge=1)
     cache_size: int = Field(default=65536, ge=16)
+    max_age: Duration = 14 * 86400
+    """A database built longer ago than this is stale (alert IPTVGeoIPDatabaseStale): geoipupdate has stopped."""
