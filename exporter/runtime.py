@@ -47,6 +47,14 @@ class Runtime:
 
 def _node_family(config: Config) -> Family:
     def collect(snap: Snapshot) -> Iterator[Metric]:
+        # Not label `node`: Prometheus's target label of that name would turn it into `exported_node`.
+        info = GaugeMetricFamily(
+            "iptv_exporter_node_info",
+            "Always 1; node_name is this exporter's config `node`, which alerts' `node` label must equal.",
+            labels=["node_name"],
+        )
+        info.add_metric([config.node], 1)
+        yield info
         if config.egress_capacity_bits_per_second is not None:
             cap = GaugeMetricFamily(
                 "iptv_node_egress_capacity_bytes_per_second",

@@ -161,6 +161,7 @@ def test_rule_set_is_complete() -> None:
         "IPTVRestartCircuitOpen", "IPTVRestartFailed", "IPTVBandwidthPeak", "IPTVViewerDrop",
         "IPTVLineSharing", "IPTVExporterDown", "IPTVExporterSourceDown",
         "IPTVGeoIPDatabaseStale",  # prometheus/rules/iptv-geoip.yml
+        "IPTVExporterNodeMismatch",  # prometheus/rules/iptv-deploy.yml
     }
     recorded = {r["record"] for r in rules() if "record" in r}
     assert "iptv:stream_health_score" in recorded

@@ -33,7 +33,19 @@ from exporter.actions.errors import JournalError
 from exporter.actions.journal import ActionRecord, DecisionRecord, Journal, JournalBatch, NotificationRecord
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.payload import Alert, Notification
-from exporter.actions.policy import DRY_RUN, FAILED, INTERRUPTED, NOT_STARTED, OK, Decision, Policy, Reservation, clean
+from exporter.actions.policy import (
+    DRY_RUN,
+    FAILED,
+    INTERRUPTED,
+    NOT_STARTED,
+    OK,
+    REJECTED,
+    SKIPPED_OTHER_NODE,
+    Decision,
+    Policy,
+    Reservation,
+    clean,
+)
 from exporter.actions.runners import Runner, RunOutcome, Target
 from exporter.actions.verify import Verifier
 from exporter.redact import redact
@@ -375,6 +387,12 @@ class ActionWorker:
         # Every decision is in the journal and counted; the log has one line per batch, and this at debug.
         log.debug("alert decided result=%s stream=%s action=%s reason=%s", result, decision.stream_label,
                   decision.action_label, decision.reason)
+        if (result == REJECTED and not decision.node_label) or result == SKIPPED_OTHER_NODE:
+            # Almost always a Prometheus without the `node` target label (docs/deploy.md, "relabel rules"):
+            # say so where the operator looks, instead of only counting a refusal.
+            log.warning("alert not acted on: its node label must equal this exporter's node result=%s "
+                        "alertname=%s node_label=%s reason=%s", result, clean(alert.labels.get("alertname", "")),
+                        decision.node_label or "(missing)", decision.reason)
 
     def _start(self, a: _Accepted) -> None:
         """Hand a journalled (committed) action to the pool."""
