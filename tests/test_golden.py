@@ -40,7 +40,8 @@ VOLATILE = re.compile(
     r"|_created[ {]"
 )
 """Lines that differ from run to run or machine to machine: the exporter's own process, how long a source
-took, the build's revision, the test GeoIP databases' build time, and when a counter was created. Everything else must be reproducible."""
+took, the build's revision, the test GeoIP databases' build time, and when a counter was created. Everything
+else must be reproducible."""
 
 
 def recorded_dump(path: Path) -> tuple[int, list[RawSocket]]:
