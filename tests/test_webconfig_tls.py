@@ -21,7 +21,7 @@ import yaml
 from exporter.errors import WebConfigError
 from exporter.web.webconfig import read_web_config
 from tests.helpers import REPO, Exporter, parse_metrics, require_binary, wait_until
-from tests.tlscerts import Pair, Pki, _signed, make_pki
+from tests.tlscerts import Pair, Pki, make_pki, signed
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_each_client_auth_type_with_and_without_a_certificate(tmp_path: Path, pk
         install(web, tls_doc(server))
         before = ssl.DER_cert_to_PEM_cert(_peer_cert(exp.port, pki))
         ca = Pair(pki.ca, pki.ca.with_suffix(".key"))
-        renewed = _signed(tmp_path, "renewed", "/CN=localhost", "IP:127.0.0.1", ca, key_type="rsa")
+        renewed = signed(tmp_path, "renewed", "/CN=localhost", "IP:127.0.0.1", ca, key_type="rsa")
         os.replace(renewed.key, server.key)
         os.replace(renewed.cert, server.cert)
         wait_until(lambda: ssl.DER_cert_to_PEM_cert(_peer_cert(exp.port, pki)) != before, timeout=10,

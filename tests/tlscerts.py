@@ -32,7 +32,7 @@ def _openssl(*args: str) -> None:
     subprocess.run([require_binary("openssl"), *args], check=True, capture_output=True, timeout=60)
 
 
-def _signed(root: Path, name: str, subject: str, san: str, ca: Pair, key_type: str = "ec") -> Pair:
+def signed(root: Path, name: str, subject: str, san: str, ca: Pair, key_type: str = "ec") -> Pair:
     key, csr, cert = root / f"{name}.key", root / f"{name}.csr", root / f"{name}.crt"
     newkey = ["-newkey", "rsa:2048"] if key_type == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
     _openssl("req", *newkey, "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", subject)
@@ -54,8 +54,8 @@ def make_pki(root: Path) -> Pki:
              "-addext", "subjectAltName=DNS:prom.example")
     return Pki(
         ca=ca.cert,
-        server=_signed(root, "server", "/CN=localhost", "IP:127.0.0.1,DNS:localhost", ca, key_type="rsa"),
-        client=_signed(root, "client", "/CN=prometheus", "DNS:prom.example", ca),
-        other_client=_signed(root, "other", "/CN=other", "DNS:intruder.example", ca),
+        server=signed(root, "server", "/CN=localhost", "IP:127.0.0.1,DNS:localhost", ca, key_type="rsa"),
+        client=signed(root, "client", "/CN=prometheus", "DNS:prom.example", ca),
+        other_client=signed(root, "other", "/CN=other", "DNS:intruder.example", ca),
         rogue=rogue,
     )
