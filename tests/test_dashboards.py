@@ -405,7 +405,8 @@ def sample_series(now: float) -> list[Series]:
                 **labels: str) -> None:
             out.append((metric, {**base, **labels}, fn))
 
-        add("iptv_exporter_build_info", const(1), version="0.1.0")
+        add("iptv_exporter_build_info", const(1), version="0.1.0", revision="0123abc", branch="main",
+            pythonversion="3.11.2")
         add("iptv_exporter_last_sample_timestamp_seconds", lambda t: t)
         for source in SOURCES:
             add("iptv_exporter_source_up", const(0 if (node, source) == ("edge-2", "hls") else 1), source=source)
