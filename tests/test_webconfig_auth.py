@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.helpers import Exporter, parse_metrics, wait_until
+from tests.test_metrics_doc import documented, emitted_names
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +118,8 @@ def test_changes_apply_from_the_next_request_and_a_broken_file_is_refused(tmp_pa
         assert "x-frame-options" not in ok.headers
         samples = parse_metrics(ok.text)
         assert samples[("iptv_exporter_web_config_last_reload_successful", ())] == 1
+        undocumented = {n for n in emitted_names(ok.text) if n.startswith("iptv_")} - documented()
+        assert not undocumented, f"emitted with a web config but not in docs/metrics.md: {undocumented}"
 
         (web.parent / "broken.yml").write_text("basic_auth_users:\n  bob: plain-text-password\n")
         os.replace(web.parent / "broken.yml", web)
