@@ -251,7 +251,7 @@ def test_the_composed_exporter_starts_with_its_capabilities_and_volume(
 
 
 CAPABILITIES = {"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "KILL": 5, "SETGID": 6,
-                "SETUID": 7, "NET_BIND_SERVICE": 10, "SYS_PTRACE": 19}
+                "SETUID": 7, "NET_BIND_SERVICE": 10, "NET_ADMIN": 12, "SYS_PTRACE": 19}
 
 
 PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}

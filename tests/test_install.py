@@ -52,7 +52,7 @@ def test_unit_is_confined_and_its_command_line_parses(tmp_path: Path) -> None:
                     "NoNewPrivileges=yes", "DynamicUser=yes"):
         assert re.search(rf"^{re.escape(setting)}$", text, re.MULTILINE), setting
     assert int(unit_value("LimitNOFILE")) >= 65536
-    assert set(unit_value("CapabilityBoundingSet").split()) == {"CAP_SYS_PTRACE", "CAP_KILL"}
+    assert set(unit_value("CapabilityBoundingSet").split()) == {"CAP_SYS_PTRACE", "CAP_KILL", "CAP_NET_ADMIN"}
     assert unit_value("AmbientCapabilities") == unit_value("CapabilityBoundingSet")
     argv = shlex.split(unit_value("ExecStart"))
     assert argv[0] == INSTALLED
