@@ -480,6 +480,7 @@ def sample_series(now: float) -> list[Series]:
         add_s("iptv_stream_read_bytes_total", per_second(5e5))
         add_s("iptv_stream_fps", const(24.0 if slow else 25.0))
         add_s("iptv_stream_speed_ratio", const(0.9 if slow else 1.0))
+        add_s("iptv_stream_output_time_seconds", per_second(0.9 if slow else 1.0))
         add_s("iptv_stream_frames_total", per_second(25))
         add_s("iptv_stream_dropped_frames_total", per_second(0.5 if slow else 0.0))
         add_s("iptv_stream_duplicated_frames_total", const(0))
