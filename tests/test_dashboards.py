@@ -451,7 +451,7 @@ def sample_series(now: float) -> list[Series]:
                   **labels: str) -> None:
             out.append((metric, {**base, **labels}, fn))
 
-        add_s("iptv_stream_info", const(1), name=title)
+        add_s("iptv_stream_info", const(1), name=title, origin="declared")
         up = viewers > 0
         add_s("iptv_stream_up", const(1 if up else 0))
         add_s("iptv_restart_circuit_open", const(0 if up else 1))
@@ -480,7 +480,6 @@ def sample_series(now: float) -> list[Series]:
         add_s("iptv_stream_read_bytes_total", per_second(5e5))
         add_s("iptv_stream_fps", const(24.0 if slow else 25.0))
         add_s("iptv_stream_speed_ratio", const(0.9 if slow else 1.0))
-        add_s("iptv_stream_output_time_seconds", per_second(0.9 if slow else 1.0))
         add_s("iptv_stream_frames_total", per_second(25))
         add_s("iptv_stream_dropped_frames_total", per_second(0.5 if slow else 0.0))
         add_s("iptv_stream_duplicated_frames_total", const(0))
