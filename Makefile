@@ -32,7 +32,7 @@ test: system-deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-rules: system-deps venv
-	$(PY) -m pytest tests/test_rules.py
+	$(PY) -m pytest tests/test_rules.py tests/test_alertmanager_live.py
 
 lint: venv
 	$(VENV)/bin/ruff check exporter tests bench

@@ -43,6 +43,7 @@ def alertmanager_config(
     token_file: Path,
     *,
     default_url: str | None = None,
+    receiver_urls: Mapping[str, str] | None = None,
     group_wait: str | None = None,
     group_interval: str | None = None,
     repeat_interval: str | None = None,
@@ -51,7 +52,8 @@ def alertmanager_config(
 
     The shipped per-node receivers are replaced by copies of the first one (same webhook settings,
     other URL), every ``credentials_file`` points at ``token_file``, and ``default_url`` (if given)
-    makes the default receiver a webhook too, so a test can see what reaches people. Timings, if
+    makes the default receiver a webhook too, so a test can see what reaches people; ``receiver_urls``
+    (``{receiver name: URL}``) does the same for named receivers (``pager``, ``chat``, ``deadman``). Timings, if
     given, replace the root route's (children inherit them; the restart route keeps none of its own).
     """
     config = load_yaml(ALERTMANAGER_YML)
@@ -76,6 +78,9 @@ def alertmanager_config(
     if default_url is not None:
         default = next(r for r in kept if r["name"] == route["receiver"])
         default["webhook_configs"] = [{"url": default_url, "send_resolved": True}]
+    for name, url in (receiver_urls or {}).items():
+        named = next(r for r in kept if r["name"] == name)
+        named["webhook_configs"] = [{"url": url, "send_resolved": True}]
     for key, value in (("group_wait", group_wait), ("group_interval", group_interval),
                        ("repeat_interval", repeat_interval)):
         if value is not None:

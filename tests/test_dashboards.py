@@ -452,7 +452,7 @@ def sample_series(now: float) -> list[Series]:
                   **labels: str) -> None:
             out.append((metric, {**base, **labels}, fn))
 
-        add_s("iptv_stream_info", const(1), name=title)
+        add_s("iptv_stream_info", const(1), name=title, origin="declared")
         up = viewers > 0
         add_s("iptv_stream_up", const(1 if up else 0))
         add_s("iptv_restart_circuit_open", const(0 if up else 1))

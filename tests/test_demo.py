@@ -193,11 +193,13 @@ def test_viewer_plan_spreads_over_cities_and_streams() -> None:
 
 def test_alert_for_durations_are_capped_only_when_longer() -> None:
     rules = {"groups": [{"name": "g", "rules": [
-        {"alert": "A", "expr": "1", "for": "5m", "annotations": {"description": "x is 0 for 5m.", "n": 1}},
-        {"alert": "B", "expr": "1", "for": "5s"},
+        {"alert": "A", "expr": "1", "for": "5m", "keep_firing_for": "3m",
+         "annotations": {"description": "x is 0 for 5m.", "n": 1}},
+        {"alert": "B", "expr": "1", "for": "5s", "keep_firing_for": "10s"},
         {"alert": "C", "expr": "1"}, {"record": "r", "expr": "1"}]}]}
     capped = alerting.cap_for(rules, "15s")["groups"][0]["rules"]
     assert [r.get("for") for r in capped] == ["15s", "5s", None, None]
+    assert [r.get("keep_firing_for") for r in capped] == ["15s", "10s", None, None]
     assert capped[0]["annotations"] == {"description": "x is 0 for 15s.", "n": 1}
     assert rules["groups"][0]["rules"][0]["for"] == "5m"  # the input is not changed
 

@@ -58,7 +58,8 @@ def _alert_state(stack: Stack, stream: str) -> str | None:
     """Prometheus's view of IPTVStreamDown for ``stream``: pending, firing, or None (inactive/resolved)."""
     for alert in httpx.get(f"{stack.prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]:
         labels = alert["labels"]
-        if labels.get("alertname") == "IPTVStreamDown" and labels.get("stream") == stream:
+        if labels.get("alertname") == "IPTVStreamDown" and labels.get("stream") == stream \
+                and labels.get("action") == "restart":  # the restart request, not the page
             return str(alert["state"])
     return None
 

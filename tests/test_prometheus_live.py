@@ -73,7 +73,9 @@ def selector(name: str, labels: dict[str, str]) -> str:
 
 
 def stream_down_rule() -> dict[str, Any]:
-    return next(r for g in rule_groups() for r in g["rules"] if r.get("alert") == "IPTVStreamDown")
+    """IPTVStreamDown's restart request (the page is a second rule of the same name, after 3m)."""
+    return next(r for g in rule_groups() for r in g["rules"]
+                if r.get("alert") == "IPTVStreamDown" and r["labels"].get("action") == "restart")
 
 
 # --- the live stack ---------------------------------------------------------------------------------
@@ -177,9 +179,13 @@ def alerts(url: str, name: str) -> list[dict[str, Any]]:
 def test_every_recording_rule_returns_series(live: Live) -> None:
     rules = recorded()
     assert len(rules) >= 20, rules  # the files were really parsed
+    # These look a day back: a fresh Prometheus has nothing there (prometheus/tests/viewers.yml tests them
+    # over two days of series).
+    yesterday = {"iptv:node_viewers_yesterday:min1h", "iptv:node_viewers_yesterday:avg30m"}
+    assert yesterday <= {name for name, _ in rules}
 
     def all_recorded() -> bool:
-        selectors = [selector(name, labels) for name, labels in rules]
+        selectors = [selector(name, labels) for name, labels in rules if name not in yesterday]
         missing = [s for s in selectors if not query(live.prometheus, s)]
         if missing:
             raise ValueError(f"no series yet for {missing}")  # wait_until reports it at the deadline
@@ -220,7 +226,8 @@ def test_every_rule_group_evaluates_without_errors(live: Live) -> None:
 
 @pytest.mark.slow
 def test_healthy_streams_score_about_100(live: Live) -> None:
-    components = {"up", "progress", "playlist", "speed", "errors", "drops"}
+    # Seconds after Prometheus started: the pace (`speed`) is judged over the time the series covers.
+    components = {"up", "progress", "playlist", "speed", "restarts", "errors", "drops"}
 
     def scored() -> dict[str, float] | None:
         have = {r["metric"]["component"] for r in
@@ -256,7 +263,8 @@ def test_killed_stream_fires_stream_down_after_its_for_duration(live: Live) -> N
 
     def state(wanted: str) -> dict[str, Any] | None:
         check_healthy_stream_quiet()
-        found = [a for a in alerts(live.prometheus, "IPTVStreamDown") if a["labels"].get("stream") == VICTIM]
+        found = [a for a in alerts(live.prometheus, "IPTVStreamDown")
+                 if a["labels"].get("stream") == VICTIM and a["labels"].get("action") == "restart"]
         assert len(found) <= 1, found
         return found[0] if found and found[0]["state"] == wanted else None
 

@@ -7,6 +7,7 @@ Label values are bounded: ``stream`` is an inventory id or "" (an alert naming a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
@@ -15,7 +16,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.actions.policy import Policy
+from exporter.actions.policy import FAILED, TIMEOUT, Policy
+
+ALERTED_RESULTS = (FAILED, TIMEOUT)
+"""Results the alert rules count with increase() (IPTVRestartFailed): exported from 0 for every stream of the
+inventory and configured action, so the first failure is an increase and a gap in the data is not one."""
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -46,14 +51,30 @@ class ActionMetrics(Collector):
         )
         self._results: dict[tuple[str, str, str], Any] = {}
         self._codes: dict[int, Any] = {}
+        self._zeroes: set[tuple[str, str, str]] = set()
+        """Children created at 0 by ``_arm``; removed again when their stream leaves, unless counted."""
+        self._lock = threading.Lock()
 
     def count(self, stream: str, action: str, result: str, n: int = 1) -> None:
         """``n`` more in ``iptv_actions_total`` (the child looked up once per label set: label values are bounded)."""
         key = (stream, action, result)
-        child = self._results.get(key)
-        if child is None:
-            child = self._results[key] = self.actions.labels(stream, action, result)
+        with self._lock:
+            child = self._results.get(key)
+            if child is None:
+                child = self._results[key] = self.actions.labels(stream, action, result)
         child.inc(n)
+
+    def _arm(self) -> None:
+        """Create the failed/timeout counters at 0 for every stream and action; drop the unused ones of
+        streams that left the inventory (an on-demand channel comes and goes all day)."""
+        wanted = {(s, a, r) for s in self._inventory() for a in self._policy.actions for r in ALERTED_RESULTS}
+        with self._lock:
+            for key in wanted - self._zeroes:
+                self.actions.labels(*key)
+            for key in self._zeroes - wanted:
+                if key not in self._results:
+                    self.actions.remove(*key)
+            self._zeroes = wanted
 
     def webhook_answered(self, code: int) -> None:
         """One more in ``iptv_webhook_requests_total``."""
@@ -66,6 +87,7 @@ class ActionMetrics(Collector):
         return iter(())  # registering must not touch the policy
 
     def collect(self) -> Iterator[Metric]:
+        self._arm()
         yield from self.actions.collect()
         yield from self.duration.collect()
         yield from self.webhook.collect()

@@ -67,12 +67,15 @@ def _dump(data: Any, path: Path) -> Path:
 
 
 def cap_for(rules: Any, max_for: str) -> Any:
-    """A copy of a rule file with every alert's ``for:`` at most ``max_for``; annotations that say
-    "for 5m" say the new duration, so a demo alert does not claim a wait it did not make."""
+    """A copy of a rule file with every alert's ``for:`` and ``keep_firing_for:`` at most ``max_for``;
+    annotations that say "for 5m" say the new duration, so a demo alert does not claim a wait it did not
+    make, and a repaired stream's alert resolves within the demo's pace."""
     limit = parse_duration(max_for)
     out = copy.deepcopy(rules)
     for group in out.get("groups", []):
         for rule in group.get("rules", []):
+            if "alert" in rule and "keep_firing_for" in rule and parse_duration(str(rule["keep_firing_for"])) > limit:
+                rule["keep_firing_for"] = format_duration(limit)
             if "alert" in rule and "for" in rule and parse_duration(str(rule["for"])) > limit:
                 old, rule["for"] = str(rule["for"]), format_duration(limit)
                 for key, text in rule.get("annotations", {}).items():

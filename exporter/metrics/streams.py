@@ -12,11 +12,14 @@ from exporter.sources.processes import ProcessesResult
 
 
 def collect(snap: Snapshot) -> Iterator[Metric]:
+    # `origin` lets the alert rules page only for declared streams going down: a discovered stream
+    # without a process is one the panel stopped (removed, or an on-demand channel nobody watches).
     info = GaugeMetricFamily(
-        "iptv_stream_info", "A stream in the inventory (declared or discovered); always 1.", labels=["stream", "name"]
+        "iptv_stream_info", "A stream in the inventory (declared or discovered); always 1.",
+        labels=["stream", "name", "origin"],
     )
     for ref in snap.streams.values():
-        info.add_metric([ref.id, ref.name], 1)
+        info.add_metric([ref.id, ref.name, "declared" if ref.declared else "discovered"], 1)
     yield info
 
     procs = snap.result("processes", ProcessesResult)
