@@ -436,6 +436,11 @@ def sample_series(now: float) -> list[Series]:
         add("iptv_accesslog_lines_total", per_second(40))
         add("iptv_accesslog_skipped_lines_total", per_second(0.1))
         add("iptv_accesslog_rotations_total", lambda t: float((t - t0) // 3600))
+        add("iptv_accesslog_overlong_lines_total", per_second(0.001))
+        add("iptv_exporter_http_connections", const(12))
+        add("iptv_exporter_http_connections_max", const(512))
+        add("iptv_exporter_http_connections_dropped_total", per_second(0.01), reason="header_timeout")
+        add("iptv_exporter_render_errors_total", per_second(0.001), family="iptv_stream_frames")
         for via in ("file", "push"):
             add("iptv_progress_skipped_lines_total", per_second(0.01), via=via)
         add("iptv_progress_push_rejected_total", per_second(0.01), reason="forbidden")
@@ -909,6 +914,9 @@ def test_sample_series_have_the_label_names_the_real_exporter_exposes(demo: Demo
 
 EVENT_FILTER = re.compile(r"\) (>|==) [01]\b")
 """Queries that keep only events (`changes(...) > 0`, `... == 1`): empty when nothing happened."""
+ONLY_AFTER_AN_EVENT = {"iptv_exporter_render_errors_total"}
+"""Families whose series appear with their first event (the label is the family that failed to render,
+unknown before): absent from a healthy demo; the backfilled test above covers their queries."""
 
 
 @pytest.mark.slow
@@ -949,7 +957,8 @@ def test_queries_return_series_from_the_demos_prometheus(tmp_path: Path) -> None
             if not body["data"]["result"]:
                 (empty_events if EVENT_FILTER.search(expr) or "ALERTS" in expr else empty).append(where)
         assert empty == [], f"no series from the demo for {empty}"
-        assert [(where, missing) for where, missing in absent if not all(n.startswith("node_") for n in missing)] == []
+        assert [(where, missing) for where, missing in absent
+                if not all(n.startswith("node_") or n in ONLY_AFTER_AN_EVENT for n in missing)] == []
         assert checked >= 100, (checked, absent)
     finally:
         proc.stop(grace=30)

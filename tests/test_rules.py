@@ -189,6 +189,7 @@ def test_rule_set_is_complete() -> None:
         "IPTVStreamErrorRate", "IPTVStreamFlapping", "IPTVRestartCircuitOpen", "IPTVRestartFailed",
         "IPTVNodeStreamsDown", "IPTVNodeNoViewers", "IPTVBandwidthPeak", "IPTVViewerDrop", "IPTVLineSharing",
         "IPTVExporterDown", "IPTVExporterAbsent", "IPTVExporterSourceDown", "IPTVWatchdog",
+        "IPTVActionJournalDown",
         "IPTVGeoIPDatabaseStale",  # prometheus/rules/iptv-geoip.yml
         "IPTVExporterNodeMismatch",  # prometheus/rules/iptv-deploy.yml
     }

@@ -143,13 +143,15 @@ def exporter_panels() -> list[Cell]:
         ),
         timeseries(
             "Access log",
-            "Access log lines read and skipped (not in the configured format) per second, and rotations "
-            "followed. Skipped lines above zero mean the log format does not match the preset.",
+            "Access log lines read and skipped (not in the configured format) per second, rotations "
+            "followed, and lines over 64 KiB dropped unread. Skipped lines above zero mean the log format does "
+            "not match the preset; overlong ones, something other than nginx writes to the file.",
             [
                 target(per_node("iptv_accesslog_lines_total"), "{{node}} read"),
                 target(per_node("iptv_accesslog_skipped_lines_total"), "{{node}} skipped"),
                 target(f"sum by (node) (increase({sel('iptv_accesslog_rotations_total', stream=False)}[{RATE}]))",
                        "{{node}} rotations"),
+                target(per_node("iptv_accesslog_overlong_lines_total"), "{{node}} overlong"),
             ],
             unit="short",
             size=(14, 8),
@@ -165,6 +167,23 @@ def exporter_panels() -> list[Cell]:
                        "{{node}} rejected {{reason}}"),
             ],
             unit="cps",
+            size=(12, 8),
+            links=[links.SERIES_NODE],
+        ),
+        timeseries(
+            "Exporter web server",
+            "Open HTTP connections against the cap (--web.max-connections), connections dropped per second "
+            "by reason (over the cap, a request head that never ended), and metric families that could "
+            "not be rendered per second (each is logged; a scrape still serves the rest).",
+            [
+                target(f"max by (node) ({sel('iptv_exporter_http_connections', stream=False)})", "{{node}} open"),
+                target(f"max by (node) ({sel('iptv_exporter_http_connections_max', stream=False)})", "{{node}} cap"),
+                target(per_node("iptv_exporter_http_connections_dropped_total", by="node, reason"),
+                       "{{node}} dropped {{reason}}"),
+                target(per_node("iptv_exporter_render_errors_total", by="node, family"),
+                       "{{node}} unrenderable {{family}}"),
+            ],
+            unit="short",
             size=(12, 8),
             links=[links.SERIES_NODE],
         ),
@@ -190,5 +209,5 @@ def build() -> Json:
         "ingest, and the exporter's own health.",
         tags=["node"],
         variables=[datasource_variable(), node_variable()],
-        rows=[uplink_panels(), host[:3], host[3:], exporter[:2], exporter[2:]],
+        rows=[uplink_panels(), host[:3], host[3:], exporter[:2], exporter[2:4], exporter[4:]],
     )

@@ -14,7 +14,7 @@ UID = "iptv-stream-health"
 
 SCORE = "iptv:stream_health_score"
 COMPONENT = "iptv:stream_health_component:ratio"
-COMPONENTS = ("up", "progress", "playlist", "speed", "errors", "drops")
+COMPONENTS = ("up", "progress", "playlist", "speed", "restarts", "errors", "drops")
 """The components prometheus/rules/iptv-health.yml records, each 0 (bad) to 1 (good)."""
 SCORE_STEPS = ((None, "red"), (50, "orange"), (80, "green"))
 """Red below 50, orange below 80, green from 80 (the score is 0-100)."""

@@ -104,13 +104,17 @@ class Demo:
     async def _serve(self, listener: socket.socket) -> int:
         from exporter.runtime import build_runtime
         from exporter.web.app import create_app
+        from exporter.web.connguard import DEFAULT_MAX_CONNECTIONS, ConnectionGuard
+        from exporter.web.limits import plan
 
         config = await asyncio.to_thread(load_config, self.stack.layout.exporter_config)
         rt = await asyncio.to_thread(build_runtime, config)  # opens the GeoIP databases
         app = create_app(rt.sampler, rt.registry, components=rt.components, links=rt.links)
         host, port = self.listen
+        guard = ConnectionGuard(plan(DEFAULT_MAX_CONNECTIONS).max_connections)  # served as `run` serves
+        rt.registry.register(guard)
         server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                             lifespan="on"))
+                                             lifespan="on", http=guard.protocol()))
         serving = asyncio.create_task(server.serve(sockets=[listener]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
