@@ -27,6 +27,7 @@ from exporter.sources import Source
 from exporter.sources.accesslog import AccessLogSource
 from exporter.sources.errorlogs import ErrorLogSource
 from exporter.sources.hls import HlsSource
+from exporter.sources.paneldb import PanelDbSource
 from exporter.sources.processes import PROC_ROOT, ProcessesSource
 from exporter.sources.progress import ProgressSource, ProgressStore
 from exporter.sources.sockets import SocketDump, SocketsSource
@@ -100,6 +101,8 @@ def build_runtime(
         sources.append(SocketsSource(config, geo.lookup, geo.refresh, dump=socket_dump))
     if config.viewers.access_log is not None:
         sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
+    if config.viewers.panel_db is not None:
+        sources.append(PanelDbSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
 
     state = state_path(config)  # discovered streams remembered across restarts (docs/inventory.md)
     processes = ProcessesSource(config, proc_root, memory=StreamMemory(state) if state is not None else None,
