@@ -16,6 +16,8 @@ Profile = Literal["panelx", "xui", "xtream", "hls"]
 PANELX_APP = "http://127.0.0.1:5000"
 """PanelX's Node app (ecosystem.config.cjs: PORT 5000; nginx.conf proxies to it)."""
 PANELX_LOGIN_FILE = "/etc/iptv-exporter/panelx-login.yml"
+LOOPBACK_PUSH = ["127.0.0.1/32", "::1/128"]
+"""Where the Xtream family's ffmpeg pushes its progress from, to the panel's viewer port: not a viewer."""
 
 
 def _discover(preset: str, fallback: str) -> list[dict[str, str]]:
@@ -45,7 +47,8 @@ def defaults(profile: Profile) -> dict[str, Any]:
         return {
             "streams": {"discover": _discover("xui", "xtream")},
             "errors": {"logs": [{"preset": "xui"}]},
-            "viewers": {"ports": [80], "access_log": None, "panel_db": {"schema": "xui"}},
+            "viewers": {"ports": [80], "access_log": None, "panel_db": {"schema": "xui"},
+                        "exclude_peers": LOOPBACK_PUSH},
             # the panel's stream monitor starts a stream whose ffmpeg died (includes/xc_vm.php)
             "actions": {"restart": {"type": "signal", "signal": "TERM"}},
         }
@@ -53,7 +56,8 @@ def defaults(profile: Profile) -> dict[str, Any]:
         return {
             "streams": {"discover": [{"preset": "xtream"}]},
             "errors": {"logs": [{"preset": "xtream"}]},
-            "viewers": {"ports": [25461], "access_log": None, "panel_db": {"schema": "xtream"}},
+            "viewers": {"ports": [25461], "access_log": None, "panel_db": {"schema": "xtream"},
+                        "exclude_peers": LOOPBACK_PUSH},
             "actions": {"restart": {"type": "signal", "signal": "TERM"}},
         }
     return {

@@ -77,6 +77,9 @@ class PanelDb(Section):
 class Viewers(Section):
     ports: list[int] = Field(default_factory=lambda: [80, 8080, 25461])
     """Local ports whose established TCP peers are viewers; empty: no socket sampling."""
+    exclude_peers: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Peers whose connections to the viewer ports are not viewers: on XUI.one / Xtream the panel's ffmpeg pushes
+    its progress to the panel's own port from 127.0.0.1 (the xui and xtream profiles exclude loopback)."""
     socket_backend: Literal["auto", "netlink", "psutil"] = "auto"
     """``auto``: netlink sock_diag (bytes per connection), psutil when netlink is unavailable (no bytes)."""
     access_log: AccessLog | None = Field(default_factory=AccessLog)
