@@ -27,12 +27,14 @@ from tests.mariadb import MariaDB
 XUI_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
 
-def xui_argv(stream_id: str, source: str, streams: Path, progress_port: int, seg_time: int = 2) -> list[str]:
-    """includes/xc_vm.php's command (no transcode: codecs copied), ``-f hls`` output form."""
+def xui_argv(stream_id: str, source: str, streams: Path, progress_port: int, seg_time: int = 2,
+             progress_path: str = "/progress") -> list[str]:
+    """includes/xc_vm.php's command (no transcode: codecs copied), ``-f hls`` output form. Xtream Codes'
+    includes/stream.php builds the same with ``/progress.php`` as the progress path."""
     return [require_binary("ffmpeg"), "-y", "-nostdin", "-hide_banner", "-loglevel", "warning", "-err_detect",
             "ignore_err", "-user_agent", XUI_UA, "-fflags", "+genpts", "-async", "1", "-probesize", "5000000",
             "-analyzeduration", "5000000",
-            "-progress", f"http://127.0.0.1:{progress_port}/progress?stream_id={stream_id}",
+            "-progress", f"http://127.0.0.1:{progress_port}{progress_path}?stream_id={stream_id}",
             "-i", source, "-vcodec", "copy", "-acodec", "copy", "-individual_header_trailer", "0",
             "-f", "hls", "-hls_time", str(seg_time), "-hls_list_size", "6", "-hls_delete_threshold", "4",
             "-hls_flags", "delete_segments+discont_start+omit_endlist", "-hls_segment_type", "mpegts",
@@ -50,6 +52,9 @@ class Xui:
     lines: dict[str, tuple[int, str]] = field(default_factory=lambda: {"alice": (1, "al1ce-pa55"),
                                                                        "bob": (2, "b0b-pa55")})
     server_id: int = 1
+    flavour: str = "xui"
+    """``xui``: XUI.one / XC_VM (lines_live, 302 to /auth/<token>, /hls/<token>); ``xtream``: Xtream Codes / Xtream UI
+    (user_activity_now, the playlist answered at once with segments /hls/<u>/<p>/<id>/<md5>/<segment>)."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     spawned: list[int] = field(default_factory=list)
     tokens: dict[str, tuple[str, int]] = field(default_factory=dict)
@@ -63,12 +68,14 @@ class Xui:
 
     def __post_init__(self) -> None:
         self.streams.mkdir(parents=True, exist_ok=True)
+        users = "lines" if self.flavour == "xui" else "users"
         for user, (uid, password) in self.lines.items():
-            self.db.execute("INSERT INTO `lines` (`id`, `username`, `password`) VALUES (%s, %s, %s)",
+            self.db.execute(f"INSERT INTO `{users}` (`id`, `username`, `password`) VALUES (%s, %s, %s)",
                             [uid, user, password], database=self.database)
 
     def start_stream(self, stream_id: str) -> None:
-        argv = xui_argv(stream_id, self.sources[stream_id], self.streams, self.progress_port)
+        argv = xui_argv(stream_id, self.sources[stream_id], self.streams, self.progress_port,
+                        progress_path="/progress" if self.flavour == "xui" else "/progress.php")
         with open(self.streams / f"{stream_id}.errors", "ab") as errors:  # 2>> <streams>/<id>.errors
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                     start_new_session=True)
@@ -81,6 +88,31 @@ class Xui:
             for stream, proc in list(self.procs.items()):
                 if proc.poll() is not None and not self._stop.is_set():
                     self.start_stream(stream)
+
+    def record(self, user_id: int, stream: str, agent: str, ip: str, token: str) -> None:
+        """The row the panel writes for an open connection."""
+        if self.flavour == "xui":
+            self.db.execute(
+                "INSERT INTO `lines_live` (`user_id`, `stream_id`, `server_id`, `user_agent`, `user_ip`, "
+                "`container`, `pid`, `date_start`, `geoip_country_code`, `hls_end`, `uuid`) "
+                "VALUES (%s, %s, %s, %s, %s, 'hls', NULL, %s, '', 0, %s)",
+                [user_id, int(stream), self.server_id, agent, ip, int(time.time()), token], database=self.database)
+            with self.db.root(self.database) as conn, conn.cursor() as cur:
+                cur.execute("SELECT `activity_id` FROM `lines_live` WHERE `uuid` = %s", [token])
+                (activity,) = cur.fetchone()
+            self.tokens[token] = (stream, int(activity))
+            return
+        with self.db.root(self.database) as conn, conn.cursor() as cur:  # auth.php: one row per open connection
+            cur.execute("SELECT `activity_id` FROM `user_activity_now` WHERE `user_id` = %s AND `stream_id` = %s AND "
+                        "`user_ip` = %s AND `user_agent` = %s AND `container` = 'hls' AND `hls_end` = 0",
+                        [user_id, int(stream), ip, agent])
+            if cur.fetchone() is not None:
+                return
+        self.db.execute(
+            "INSERT INTO `user_activity_now` (`user_id`, `stream_id`, `server_id`, `user_agent`, `user_ip`, "
+            "`container`, `pid`, `date_start`, `geoip_country_code`, `isp`, `external_device`, `hls_end`) "
+            "VALUES (%s, %s, %s, %s, %s, 'hls', NULL, %s, '', '', '', 0)",
+            [user_id, int(stream), self.server_id, agent, ip, int(time.time())], database=self.database)
 
     def serve(self) -> Xui:
         panel = self
@@ -105,23 +137,32 @@ class Xui:
                 ip = self.headers.get("X-Real-IP") or self.client_address[0]
                 agent = self.headers.get("User-Agent") or ""
                 m = re.fullmatch(r"/live/([^/]+)/([^/]+)/(\d+)\.m3u8", path)
-                if m:  # www/stream/auth.php: check the line, record the connection, redirect to a token
+                if m:  # auth.php: check the line, record the connection
                     line = panel.lines.get(m.group(1))
                     if line is None or line[1] != m.group(2) or m.group(3) not in panel.sources:
                         self._send(403, b"", "text/plain")
                         return
                     token = secrets.token_hex(16)
-                    panel.db.execute(
-                        "INSERT INTO `lines_live` (`user_id`, `stream_id`, `server_id`, `user_agent`, `user_ip`, "
-                        "`container`, `pid`, `date_start`, `geoip_country_code`, `hls_end`, `uuid`) "
-                        "VALUES (%s, %s, %s, %s, %s, 'hls', NULL, %s, '', 0, %s)",
-                        [line[0], int(m.group(3)), panel.server_id, agent, ip, int(time.time()), token],
-                        database=panel.database)
-                    with panel.db.root(panel.database) as conn, conn.cursor() as cur:
-                        cur.execute("SELECT `activity_id` FROM `lines_live` WHERE `uuid` = %s", [token])
-                        (activity,) = cur.fetchone()
-                    panel.tokens[token] = (m.group(3), int(activity))
-                    self._send(302, b"", "text/plain", {"Location": f"/auth/{token}"})
+                    panel.record(line[0], m.group(3), agent, ip, token)
+                    if panel.flavour == "xui":  # XUI.one / XC_VM: a 302 to a token that names nothing
+                        self._send(302, b"", "text/plain", {"Location": f"/auth/{token}"})
+                        return
+                    stream = m.group(3)
+                    try:
+                        text = (panel.streams / f"{stream}_.m3u8").read_text()
+                    except FileNotFoundError:
+                        self._send(404, b"", "text/plain")
+                        return
+                    prefix = f"/hls/{m.group(1)}/{m.group(2)}/{stream}/{token}/"
+                    body = re.sub(rf"(?m)^({stream}_\d+\.ts)$", lambda s: prefix + s.group(1), text).encode()
+                    self._send(200, body, "application/vnd.apple.mpegurl")
+                    return
+                m = re.fullmatch(r"/hls/([^/]+)/([^/]+)/(\d+)/[0-9a-f]{32}/(\d+_\d+\.ts)", path)
+                if m and panel.flavour == "xtream":  # Xtream Codes' segment URL: line, password, stream, md5
+                    try:
+                        self._send(200, (panel.streams / m.group(4)).read_bytes(), "video/mp2t")
+                    except FileNotFoundError:
+                        self._send(404, b"", "text/plain")
                     return
                 m = re.fullmatch(r"/auth/([0-9a-f]{32})", path)
                 if m and m.group(1) in panel.tokens:  # live.php + generateHLS: segments become /hls/<token>

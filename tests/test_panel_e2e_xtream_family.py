@@ -1,5 +1,7 @@
-"""XUI.one / XC_VM end to end with ``profile: xui``: nginx with ``access_log off`` as the panel ships it, tokenised
-viewer URLs, the panel's ``lines_live`` in a real MariaDB as the truth for who watches, ffmpeg's progress pushed to
+"""XUI.one / XC_VM end to end with ``profile: xui``, and Xtream Codes / Xtream UI with ``profile: xtream``: nginx
+with ``access_log off`` as the panel ships it, tokenised
+viewer URLs (Xtream: the password in every segment URL), the panel's ``lines_live`` (``user_activity_now``) in a
+real MariaDB as the truth for who watches, ffmpeg's progress pushed to
 the panel's port and forwarded by deploy/nginx/iptv-progress.conf, errors from ``<streams>/<id>.errors``, a
 restart by signal that the panel's monitor answers by starting the stream again.
 
@@ -93,12 +95,12 @@ class TokenViewer:
                 first = client.get(f"{self.base}/live/{self.line}/{self.password}/{STREAM}.m3u8")
                 first.raise_for_status()
                 self.redirects = len(first.history)
-                auth = str(first.url)
+                playlist_url = str(first.url)  # XUI: /auth/<token>; Xtream: the /live/ URL itself
                 seen: set[str] = set()
                 while not self.stop_event.is_set():
-                    playlist = client.get(auth)
+                    playlist = client.get(playlist_url)
                     self.body_bytes += len(playlist.content)
-                    for uri in re.findall(r"^(/hls/[0-9a-f]{32})$", playlist.text, flags=re.M):
+                    for uri in re.findall(r"^(/hls/\S+)$", playlist.text, flags=re.M):
                         if uri not in seen:
                             seen.add(uri)
                             self.body_bytes += len(client.get(self.base + uri).content)
@@ -124,18 +126,40 @@ class Host:
     asn_db: Path
 
 
+@dataclass(frozen=True)
+class Shape:
+    profile: str
+    schema: str
+    database: str
+    streams: str
+    """the panel's streams directory under its home"""
+    redirects: int
+
+
+SHAPES = {
+    "xui": Shape("xui", "xui", "xui", "home/xui/content/streams", 1),
+    "xtream": Shape("xtream", "xtream", "xtream_iptvpro", "home/xtreamcodes/iptv_xtream_codes/streams", 0),
+}
+
+
+@pytest.fixture(params=sorted(SHAPES))
+def shape(request: pytest.FixtureRequest) -> Shape:
+    return SHAPES[request.param]
+
+
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
+def host(tmp_path: Path, shape: Shape) -> Iterator[Host]:
     root = tmp_path / "host"
     origin = root / "origin"
     for d in (origin, root / "tmp", root / "db"):
         d.mkdir(parents=True)
     with mariadb(root / "db") as db:
-        db.panel("xui", "xui")
+        db.panel(shape.schema, shape.database)
         source = Proc(ffmpeg_hls_argv(origin / "index.m3u8"), log=root / "origin-ffmpeg.log").start()
         port, origin_port = free_port(), free_port()
-        panel = Xui(root / "home" / "xui" / "content" / "streams", db, "xui",
-                    {STREAM: f"http://127.0.0.1:{origin_port}/src/index.m3u8"}, progress_port=port).serve()
+        panel = Xui(root / shape.streams, db, shape.database,
+                    {STREAM: f"http://127.0.0.1:{origin_port}/src/index.m3u8"}, progress_port=port,
+                    flavour=shape.schema).serve()
         (root / "iptv-progress.conf").write_text(SNIPPET.read_text())  # exporter port set by _config
         (root / "nginx.conf").write_text(NGINX_CONF.format(
             user="user root;" if os.geteuid() == 0 else "", root=root, port=port, origin_port=origin_port,
@@ -149,15 +173,15 @@ def host(tmp_path: Path) -> Iterator[Host]:
             source.stop()
 
 
-def _config(tmp: Path, host: Host) -> Path:
+def _config(tmp: Path, host: Host, shape: Shape) -> Path:
     (tmp / "token").write_text(TOKEN + "\n")
     (tmp / "db.pass").write_text(EXPORTER_PASSWORD + "\n")
     path = tmp / "exporter.yml"
     path.write_text(yaml.safe_dump({
-        "profile": "xui",
+        "profile": shape.profile,
         "node": NODE,
         "sample_interval": "1s",
-        "errors": {"logs": [{"preset": "xui", "path": str(host.panel.streams / "*.errors")}]},
+        "errors": {"logs": [{"preset": shape.profile, "path": str(host.panel.streams / "*.errors")}]},
         "viewers": {"ports": [host.port], "sharing": {"max_ips": 2, "max_countries": 1},
                     "panel_db": {"socket": str(host.socket), "user": EXPORTER_USER,
                                  "password_file": str(tmp / "db.pass"), "server_id": 1}},
@@ -172,8 +196,8 @@ def _v(samples: Samples, name: str, **labels: str) -> float:
     return metric(samples, name, **labels) or 0.0
 
 
-def test_xui_end_to_end(tmp_path: Path, host: Host) -> None:
-    exp = Exporter(_config(tmp_path, host), tmp_path).start()
+def test_xtream_family_end_to_end(tmp_path: Path, host: Host, shape: Shape) -> None:
+    exp = Exporter(_config(tmp_path, host, shape), tmp_path).start()
     snippet = host.root / "iptv-progress.conf"
     snippet.write_text(snippet.read_text().replace("127.0.0.1:9756", f"127.0.0.1:{exp.port}"))
     nginx_bin = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or require_binary("nginx")
@@ -198,7 +222,7 @@ def test_xui_end_to_end(tmp_path: Path, host: Host) -> None:
                    TokenViewer(base, "127.1.0.20", "bob", "b0b-pa55", "IPTVSmarters/3.1").start()]
         s = exp.wait_for(lambda s: _v(s, "iptv_stream_viewers", stream=STREAM) == 4 and all(
             v.body_bytes > 0 for v in viewers), "4 viewers from lines_live", timeout=40)
-        assert all(v.redirects == 1 for v in viewers)  # the 302 to /auth/<token>
+        assert all(v.redirects == shape.redirects for v in viewers)  # XUI: the 302 to /auth/<token>
         assert _v(s, "iptv_lines_online") == 2 and _v(s, "iptv_lines_sharing_suspected") == 1
         # nginx logs nothing and the table has no bytes: no per-stream bytes rather than a false 0
         assert metric(s, "iptv_stream_sent_bytes_total", stream=STREAM) is None
