@@ -71,6 +71,8 @@ class PanelX:
     """stream id -> source URL"""
     admins: dict[str, str] = field(default_factory=lambda: {"admin": "adm1n-pa55"})
     lines: dict[str, str] = field(default_factory=lambda: {"alice": "al1ce-pa55", "bob": "b0b-pa55"})
+    two_factor: set[str] = field(default_factory=set)
+    """Admins with two-factor login: the login answers 200 ``requires2FA`` and sets no session (routes.ts)."""
     custom: str = "-hls_time 2"
     sessions: set[str] = field(default_factory=set)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -179,6 +181,8 @@ class PanelX:
                         self._json(400, {"message": "Username and password required"})
                     elif panel.admins.get(user) != password:
                         self._json(401, {"message": "Invalid credentials"})
+                    elif user in panel.two_factor and not data.get("totpCode"):
+                        self._json(200, {"requires2FA": True, "message": "Two-factor authentication code required"})
                     else:
                         sid = secrets.token_urlsafe(24)
                         panel.sessions.add(sid)

@@ -105,6 +105,9 @@ def test_login_failures_say_why_and_never_show_the_password(tmp_path: Path, pane
     outcome = runner.run(target, STOP)
     assert outcome.result == FAILED and "expected a mapping with username: and password:" in outcome.detail
     assert "pa55" not in outcome.detail + outcome.output
+    panel.two_factor.add("admin")  # a 200 that is no login: said so, not retried as a restart
+    outcome = _runner(tmp_path, panel).run(target, STOP)
+    assert outcome.result == FAILED and "two-factor" in outcome.detail
     assert panel.restarts == []
 
 
