@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from exporter.sources.accesslog import SESSION_BUCKETS, AccessLogResult, Histogr
 log = logging.getLogger(__name__)
 
 NAME = "paneldb"
+_IP = operator.itemgetter(0)
+"""The ip of an (ip, agent) client key."""
 
 
 class PanelDbError(ExporterError):
@@ -114,20 +117,33 @@ class PanelDbSource:
                 log.debug("panel db connection close failed", exc_info=True)
             self._conn = None
 
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[Sequence[Any]]:
+        if self._conn is None:
+            self._conn = self._connect(self.cfg)
+        with self._conn.cursor() as cursor:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
+
     def _fetch(self) -> list[Sequence[Any]]:
+        """The round's rows. A kept connection that went stale (the server restarted, a timeout) is opened
+        again once; a second failure, or a failure to connect at all, is the round's error."""
         sql, args = query(self.cfg)
-        for attempt in (1, 2):
-            try:
-                if self._conn is None:
-                    self._conn = self._connect(self.cfg)
-                with self._conn.cursor() as cursor:
-                    cursor.execute(sql, args)
-                    return list(cursor.fetchall())
-            except Exception as exc:  # noqa: BLE001 - the driver's errors, turned into one that says where
-                self.close()
-                if attempt == 2 or isinstance(exc, OSError | PanelDbError):
-                    raise PanelDbError(f"panel database {self._where()}: {type(exc).__name__}: {exc}") from None
-        raise AssertionError("unreachable")
+        fresh = self._conn is None
+        try:
+            return self._query(sql, args)
+        except PanelDbError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the driver's errors, turned into one that says where
+            self.close()
+            if fresh:
+                raise PanelDbError(f"panel database {self._where()}: {type(exc).__name__}: {exc}") from None
+        try:
+            return self._query(sql, args)
+        except PanelDbError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as above
+            self.close()
+            raise PanelDbError(f"panel database {self._where()}: {type(exc).__name__}: {exc}") from None
 
     def _where(self) -> str:
         live, _, database = self.cfg.tables()
@@ -159,7 +175,7 @@ class PanelDbSource:
             if activity not in seen:
                 self._observe(max(0.0, last - started))
         self._open = seen
-        pairs = list(set(zip(map(lambda k: k[0], client_lines), client_lines.values(), strict=True)))
+        pairs = list(set(zip(map(_IP, client_lines), client_lines.values(), strict=True)))
         ip_counts = Counter(line for _, line in pairs)
         cumulative, total = [], 0
         for bound, n in zip((*SESSION_BUCKETS, float("inf")), self._buckets, strict=True):
