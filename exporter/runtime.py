@@ -5,6 +5,7 @@ This is the one place that knows which parts exist; each part stays ignorant of 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from exporter.streamstate import StreamMemory, state_path
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
 from exporter.web.viewers_api import ViewersApi
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,6 +106,10 @@ def build_runtime(
         sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
     if config.viewers.panel_db is not None:
         sources.append(PanelDbSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
+    elif config.profile in ("xui", "xtream") and config.viewers.access_log is None:
+        # Their nginx logs nothing: without the panel's table there is no one to count per stream.
+        log.warning("profile %s without viewers.panel_db: no viewers per stream, lines or sharing "
+                    "(docs/sources.md#panel_db)", config.profile)
 
     state = state_path(config)  # discovered streams remembered across restarts (docs/inventory.md)
     processes = ProcessesSource(config, proc_root, memory=StreamMemory(state) if state is not None else None,

@@ -62,3 +62,12 @@ def test_bad_profile_and_its_errors_have_key_paths(tmp_path: Path) -> None:
     path = tmp_path / "edge.yml"
     path.write_text("profile: xtream\nviewers:\n  panel_db: {user: iptv_exporter, password_file: /etc/db.pass}\n")
     assert load_config(path).viewers.panel_db is not None
+
+
+def test_xtream_family_profile_without_its_table_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    from exporter.runtime import build_runtime
+
+    with caplog.at_level("WARNING", logger="exporter.runtime"):
+        rt = build_runtime(parse_config({"profile": "xtream", "viewers": {"ports": []}}))
+    rt.sampler.close()
+    assert "profile xtream without viewers.panel_db" in caplog.text
