@@ -16,7 +16,7 @@ from exporter.metrics.viewers import collect
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot, StreamRef
 from exporter.sources import SampleContext
-from exporter.sources.paneldb import PanelDbError, PanelDbSource, query
+from exporter.sources.paneldb import PanelDbError, PanelDbSource, parse_rows, query
 from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB, mariadb
 
 pytestmark = pytest.mark.slow
@@ -132,3 +132,17 @@ def test_database_down_marks_only_this_source_down(tmp_path: Path, db: MariaDB) 
             cur.execute(f"KILL {int(ident)}")
     assert {s.name: s.up for s in sampler.sample_once().statuses}["paneldb"] is True
     source.close()
+
+
+def test_query_and_rows_are_pure_and_bounded() -> None:
+    cfg = parse_config({"viewers": {"ports": [], "panel_db": {
+        "schema": "xtream", "user": "ro", "password_file": "/p", "server_id": 3, "max_rows": 50}}}).viewers.panel_db
+    assert cfg is not None
+    sql, args = query(cfg)
+    assert "FROM `user_activity_now` l LEFT JOIN `users` u" in sql and "l.`server_id` = %s" in sql
+    assert args == (3, 50)
+    rows, skipped = parse_rows([(1, 31, "127.1.0.5", "VLC", "alice", 100), (2, None, "127.1.0.6", "VLC", "bob", 100),
+                                (3, 31, "", "VLC", "bob", 100), (4, 32, "127.1.0.7", None, None, None)])
+    assert skipped == 2
+    assert [(r.stream, r.ip, r.agent, r.line, r.started) for r in rows] == [
+        ("31", "127.1.0.5", "VLC", "alice", 100.0), ("32", "127.1.0.7", "", None, 0.0)]
