@@ -93,7 +93,7 @@ class CompiledLog:
     ignore: LinearPattern[str] | None
     """The config's regexes run with RE2 (linear time: a log line is anyone's text)."""
     from_start: bool
-    record_start: re.Pattern[str] | None = None
+    record_start: LinearPattern[str] | None = None
 
     @classmethod
     def of(cls, cfg: ErrorLog) -> CompiledLog:
@@ -106,7 +106,7 @@ class CompiledLog:
             line=compile_linear(cfg.line) if cfg.line else None,
             ignore=compile_linear(cfg.ignore) if cfg.ignore else None,
             from_start=cfg.from_start,
-            record_start=re.compile(cfg.record_start) if cfg.record_start else None,
+            record_start=compile_linear(cfg.record_start) if cfg.record_start else None,
         )
 
     def stream_of_path(self, path: str) -> str | None:
