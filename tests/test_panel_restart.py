@@ -100,6 +100,7 @@ def test_login_failures_say_why_and_never_show_the_password(tmp_path: Path, pane
     target = Target("5", "Five", "edge-1", "restart")
     outcome = _runner(tmp_path, panel, password="wr0ng-pa55").run(target, STOP)
     assert outcome.result == FAILED and outcome.detail == f"login to {panel.url}/api/auth/login failed: HTTP 401"
+    assert outcome.ran is False  # the restart was never asked for: Alertmanager's repeat may try again
     runner = _runner(tmp_path, panel)
     (tmp_path / "panelx-login.yml").write_text("username: admin\n")
     outcome = runner.run(target, STOP)
