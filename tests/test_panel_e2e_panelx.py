@@ -222,6 +222,11 @@ def test_panelx_end_to_end(tmp_path: Path, host: Host, exporter_for: Exporter) -
         assert _v(s, "iptv_lines_sharing_suspected") == 1  # alice from 3 IPs in 2 countries
         exp.wait_for(lambda s: _v(s, "iptv_stream_segment_duration_seconds", stream=STREAM) == 2,
                      "PanelX's HLS (customFfmpeg -hls_time 2)", timeout=30)
+        # Ingest (PanelX reads a network URL: from the process's sockets) within 5% of what the origin served.
+        def origin_bytes() -> int:
+            return sum(int(m) for m in re.findall(r'" 2\d\d (\d+) ', (host.root / "origin.log").read_text()))
+        wait_until(lambda: abs(_v(exp.scrape(), "iptv_stream_read_bytes_total", stream=STREAM) - origin_bytes())
+                   <= 0.05 * origin_bytes(), timeout=30, what="ingest within 5% of the origin's log")
         out_log = (host.panel.logs / "out.log").read_text()
         assert "Viewer connected. Total:" in out_log and "Viewer disconnected. Total:" in out_log
     finally:

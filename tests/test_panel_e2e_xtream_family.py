@@ -32,6 +32,8 @@ from tests.xui_standin import Xui
 pytestmark = pytest.mark.slow
 
 STREAM = "3141"
+LOOPING = "2718"
+"""A stream whose source is gone: ffmpeg exits within a second, the panel's monitor starts it again, and again."""
 TOKEN = "webhook-t0ken"
 SNIPPET = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "iptv-progress.conf"
 SECRETS = ("al1ce-pa55", "b0b-pa55", EXPORTER_PASSWORD)
@@ -52,6 +54,7 @@ http {{
     scgi_temp_path {root}/tmp/scgi;
     server {{  # the origin the panel restreams
         listen 127.0.0.1:{origin_port};
+        access_log {root}/origin.log combined;
         location /src/ {{ alias {origin}/; }}
     }}
     server {{  # the panel's http_broadcast_port
@@ -158,7 +161,8 @@ def host(tmp_path: Path, shape: Shape) -> Iterator[Host]:
         source = Proc(ffmpeg_hls_argv(origin / "index.m3u8"), log=root / "origin-ffmpeg.log").start()
         port, origin_port = free_port(), free_port()
         panel = Xui(root / shape.streams, db, shape.database,
-                    {STREAM: f"http://127.0.0.1:{origin_port}/src/index.m3u8"}, progress_port=port,
+                    {STREAM: f"http://127.0.0.1:{origin_port}/src/index.m3u8",
+                     LOOPING: f"http://127.0.0.1:{origin_port}/src/gone.m3u8"}, progress_port=port,
                     flavour=shape.schema).serve()
         (root / "iptv-progress.conf").write_text(SNIPPET.read_text())  # exporter port set by _config
         (root / "nginx.conf").write_text(NGINX_CONF.format(
@@ -230,6 +234,18 @@ def test_xtream_family_end_to_end(tmp_path: Path, host: Host, shape: Shape) -> N
         assert _v(s, "iptv_connections", country="unknown") == 0 and _v(s, "iptv_connections", country="NL") >= 3
         for kind in ("input", "decode", "exit", "other"):
             assert _v(s, "iptv_stream_errors_total", stream=STREAM, kind=kind) == 0, kind
+        # Ingest (a network input: from the process's sockets) within 5% of what the origin served it.
+        def origin_bytes() -> int:
+            return sum(int(m) for m in re.findall(r'"GET /src/\S+ HTTP/1\.1" 2\d\d (\d+) ',
+                                                  (host.root / "origin.log").read_text()))
+        wait_until(lambda: abs(_v(exp.scrape(), "iptv_stream_read_bytes_total", stream=STREAM) - origin_bytes())
+                   <= 0.05 * origin_bytes(), timeout=30, what="ingest within 5% of the origin's log")
+
+        # A crash loop: every start and exit counted, the 404 in its .errors file as input errors.
+        host.panel.start_stream(LOOPING)
+        s = exp.wait_for(lambda s: _v(s, "iptv_stream_restarts_total", stream=LOOPING) >= 3 and _v(
+            s, "iptv_stream_errors_total", stream=LOOPING, kind="exit") >= 3 and _v(
+            s, "iptv_stream_errors_total", stream=LOOPING, kind="input") >= 3, "the crash loop counted", timeout=60)
 
         # Restart: SIGTERM to the stream's ffmpeg, the panel's monitor starts it again.
         before = host.panel.procs[STREAM].pid
