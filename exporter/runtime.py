@@ -5,6 +5,7 @@ This is the one place that knows which parts exist; each part stays ignorant of 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from exporter.sources import Source
 from exporter.sources.accesslog import AccessLogSource
 from exporter.sources.errorlogs import ErrorLogSource
 from exporter.sources.hls import HlsSource
+from exporter.sources.paneldb import PanelDbSource
 from exporter.sources.processes import PROC_ROOT, ProcessesSource
 from exporter.sources.progress import ProgressSource, ProgressStore
 from exporter.sources.sockets import SocketDump, SocketsSource
@@ -34,6 +36,8 @@ from exporter.streamstate import StreamMemory, state_path
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
 from exporter.web.viewers_api import ViewersApi
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,6 +104,12 @@ def build_runtime(
         sources.append(SocketsSource(config, geo.lookup, geo.refresh, dump=socket_dump))
     if config.viewers.access_log is not None:
         sources.append(AccessLogSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
+    if config.viewers.panel_db is not None:
+        sources.append(PanelDbSource(config, geo.lookup, refresh=None if config.viewers.ports else geo.refresh))
+    elif config.profile in ("xui", "xtream") and config.viewers.access_log is None:
+        # Their nginx logs nothing: without the panel's table there is no one to count per stream.
+        log.warning("profile %s without viewers.panel_db: no viewers per stream, lines or sharing "
+                    "(docs/sources.md#panel_db)", config.profile)
 
     state = state_path(config)  # discovered streams remembered across restarts (docs/inventory.md)
     processes = ProcessesSource(config, proc_root, memory=StreamMemory(state) if state is not None else None,

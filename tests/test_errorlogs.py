@@ -50,20 +50,77 @@ def compiled(**kw: object) -> CompiledLog:
     return CompiledLog.of(ErrorLog.model_validate({"path": "/x.log", **kw}))
 
 
-def test_panelx_pm2_lines() -> None:
-    cfg = compiled(preset="panelx")
-    assert parse_line("[FFmpeg 5] Process exited with code 8", cfg, None).kind == "exit"
-    assert parse_line("[FFmpeg 5] Process exited with code 8", cfg, None).stream == "5"
-    line = parse_line("[FFmpeg 12] [http @ 0x1] HTTP error 404 Not Found", cfg, None)
-    assert (line.stream, line.kind) == ("12", "input")
-    assert parse_line("Server listening on port 5000", cfg, None).kind is None  # not an ffmpeg line
-    assert parse_line("[FFmpeg 5]     Last message repeated 3 times", cfg, None).repeat == 3
+# PanelX as pm2 writes it (ecosystem.config.cjs: log_date_format 'YYYY-MM-DD HH:mm:ss Z', merge_logs) from the
+# console.log / console.error calls of server/ffmpegManager.ts.
+PANELX_OUT = """\
+2026-12-06 07:00:00 +00:00: [FFmpeg] Starting stream 5...
+2026-12-06 07:00:00 +00:00: [FFmpeg] Command: ffmpeg -hide_banner -loglevel warning -y -user_agent Mozilla/5.0 -i http://src/live.ts
+2026-12-06 07:00:01 +00:00: [FFmpeg 5] HLS output started
+2026-12-06 07:00:02 +00:00: [FFmpeg] HLS output ready: /home/panelx/webapp/streams/stream_5.m3u8
+2026-12-06 07:00:05 +00:00: [FFmpeg 5] Viewer connected. Total: 1
+2026-12-06 07:00:09 +00:00: [FFmpeg 5] Viewer connected. Total: 2
+2026-12-06 07:01:00 +00:00: [FFmpeg 5] Viewer disconnected. Total: 1
+2026-12-06 07:02:00 +00:00: [FFmpeg 5] Process exited with code 0, signal null
+"""
+PANELX_ERRORS = """\
+2026-12-06 07:03:00 +00:00: [FFmpeg 5] ERROR: [http @ 0x55d5c0a0c3c0] HTTP error 404 Not Found
+[in#0 @ 0x55d5c0a0b000] Error opening input: Server returned 404 Not Found
+2026-12-06 07:03:01 +00:00: [FFmpeg 5] Failed to start: Error: spawn ffmpeg ENOENT
+    at ChildProcess._handle.onexit (node:internal/child_process:284:19)
+2026-12-06 07:03:02 +00:00: [FFmpeg 6] ERROR: [h264 @ 0x1] error while decoding MB 12 7, bytestream -5
+[h264 @ 0x1] concealing 1210 DC, 1210 AC, 1210 MV errors in P frame
+2026-12-06 07:03:03 +00:00: [cleanup] Error cleaning stale connections: Error: connect ECONNREFUSED
+"""
+
+
+def _count(tmp_path: Path, entries: list[dict[str, object]], files: dict[str, str],
+           made: list[ErrorLogSource]) -> dict[str, dict[str, int]]:
+    for name in files:
+        (tmp_path / name).write_text("")
+    source = ErrorLogSource(Errors.model_validate({"logs": entries}))
+    made.append(source)
+    run(source)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return {s: dict(k) for s, k in run(source).streams.items()}
+
+
+def test_panelx_status_chatter_is_not_an_error(tmp_path: Path, source_factory: list[ErrorLogSource]) -> None:
+    """The false alert: PanelX's out.log (viewer counts, "HLS output started", clean exits) read with the panelx
+    preset counted every status line as an error of kind other; a healthy stream scored 62.5 and
+    IPTVStreamErrorRate fired. Neither preset counts any of those lines."""
+    out = str(tmp_path / "out.log")
+    assert _count(tmp_path, [{"preset": "panelx", "path": out}], {"out.log": PANELX_OUT}, source_factory) == {}
+    assert _count(tmp_path, [{"preset": "panelx_exits", "path": out}], {"out.log": PANELX_OUT}, source_factory) == {}
+
+
+def test_panelx_errors_and_exits(tmp_path: Path, source_factory: list[ErrorLogSource]) -> None:
+    counts = _count(tmp_path, [{"preset": "panelx", "path": str(tmp_path / "error.log")},
+                               {"preset": "panelx_exits", "path": str(tmp_path / "out.log")}],
+                    {"error.log": PANELX_ERRORS,
+                     "out.log": PANELX_OUT + "2026-12-06 07:04:00 +00:00: [FFmpeg 5] Process exited with code 8, "
+                                             "signal null\n2026-12-06 07:05:00 +00:00: [FFmpeg 6] Process exited "
+                                             "with code null, signal SIGKILL\n"},
+                    source_factory)
+    # 5: the 404 and the continuation line naming it; "Failed to start" is node's, not an ffmpeg ERROR line.
+    # 6: the decode error and its continuation. The panel's own [cleanup] error belongs to no stream.
+    assert counts == {"5": {"input": 2, "exit": 1}, "6": {"decode": 2, "exit": 1}}
+
+
+def test_panelx_preset_paths() -> None:
+    errors = ErrorLog.model_validate({"preset": "panelx"})
+    exits = ErrorLog.model_validate({"preset": "panelx_exits"})
+    assert (errors.path, exits.path) == ("/home/panelx/logs/error.log", "/home/panelx/logs/out.log")
 
 
 def test_stream_from_path_and_noise() -> None:
     cfg = compiled(preset="xtream")
-    path = "/home/xtreamcodes/iptv_xtream_codes/streams/12_.errors"
+    # "2>> <streams>/<id>.errors" (includes/stream.php); the old preset looked for <id>_.errors and found none
+    path = "/home/xtreamcodes/iptv_xtream_codes/streams/12.errors"
     assert cfg.stream_of_path(path) == "12"
+    assert cfg.stream_of_path("/home/xtreamcodes/iptv_xtream_codes/streams/12_.m3u8") is None
+    assert ErrorLog.model_validate({"preset": "xtream"}).path == "/home/xtreamcodes/iptv_xtream_codes/streams/*.errors"
+    assert ErrorLog.model_validate({"preset": "xui"}).path == "/home/xui/content/streams/*.errors"
     assert parse_line("Connection refused", cfg, "12").kind == "input"
     for noise in ("", "frame=  251 fps= 25 q=-1.0 size=N/A time=00:00:10.04 bitrate=N/A speed=1x",
                   "Input #0, mpegts, from 'http://x/1.ts':", "  Stream #0:0[0x100]: Video: h264",
@@ -80,7 +137,7 @@ def test_ignore_and_bad_stream_ids() -> None:
 
 def test_config_errors_have_key_paths() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_config({"errors": {"logs": [{"path": "/a.log"}, {"preset": "panelx"},
+        parse_config({"errors": {"logs": [{"path": "/a.log"}, {"stream": "7"},
                                           {"path": "/b", "stream_from_path": "no-group"}]},
                       "progress": {"allow_from": ["not-a-net"], "colour": 1}})
     text = str(err.value)
@@ -115,17 +172,20 @@ def test_source_follows_globs_and_merges_exits(tmp_path: Path, source_factory: l
     source = ErrorLogSource(Errors.model_validate({"logs": [
         {"path": str(tmp_path / "*_.errors"), "stream_from_path": r"(?P<stream>\d+)_\.errors$"},
         {"preset": "panelx", "path": str(pm2)},
+        {"preset": "panelx_exits", "path": str(pm2)},
     ]}))
     source_factory.append(source)
     r = run(source, exits={"5": 1})
-    assert r.streams == {"5": {"exit": 1}} and r.files == 2
+    assert r.streams == {"5": {"exit": 1}} and r.files == 3
 
     with old.open("a") as fh:
         fh.write("[http @ 0x1] HTTP error 404 Not Found\n[h264 @ 0x1] error while decoding MB 1 2\n"
                  "    Last message repeated 2 times\n")
     (tmp_path / "13_.errors").write_text("Server returned 5XX Server Error reply\nweird\n")  # new: from line 1
-    pm2.write_text("[FFmpeg 5] Process exited with code 8\n[FFmpeg 5] Process exited with code 1\n"
-                   "[FFmpeg 5] End of file\nunrelated\n")
+    at = "2026-12-06 07:00:00 +00:00: "
+    pm2.write_text(f"{at}[FFmpeg 5] Process exited with code 8, signal null\n"
+                   f"{at}[FFmpeg 5] Process exited with code 1, signal null\n"
+                   f"{at}[FFmpeg 5] ERROR: End of file\n{at}unrelated\n")
     r = run(source, exits={"5": 1})
     assert dict(r.streams["12"]) == {"input": 1, "decode": 3}
     assert dict(r.streams["13"]) == {"input": 1, "other": 1}
@@ -135,7 +195,7 @@ def test_source_follows_globs_and_merges_exits(tmp_path: Path, source_factory: l
 
     (tmp_path / "13_.errors").unlink()
     r = run(source)
-    assert r.files == 2 and dict(r.streams["13"]) == {"input": 1, "other": 1}  # counts stay, file let go
+    assert r.files == 3 and dict(r.streams["13"]) == {"input": 1, "other": 1}  # counts stay, file let go
 
 
 def test_config_examples_in_docs_validate() -> None:

@@ -55,6 +55,18 @@ def test_push_by_xtream_query() -> None:
     assert streams["12"].runs == 2
 
 
+def test_push_by_xui_query() -> None:
+    """XUI.one / XC_VM start ffmpeg with ``-progress http://127.0.0.1:<port>/progress?stream_id=<id>``
+    (includes/xc_vm.php): before, that path was a silent 404 and the stream had no progress."""
+    store = ProgressStore()
+    a, _ = app(store)
+    assert post(a, "/progress?stream_id=31", BLOCK.format(n=9, us=0).encode()).status_code == 204
+    assert post(a, "/progress?stream_id=../31", b"").status_code == 400
+    assert post(a, "/progress?stream_id=31", b"", client="192.0.2.9").status_code == 403
+    streams, _, _ = store.read()
+    assert streams["31"].frames_total == 9
+
+
 def test_refusals() -> None:
     store = ProgressStore(max_streams=1)
     a, _ = app(store)
@@ -96,6 +108,8 @@ def test_push_paths_skip_basic_auth_but_metrics_do_not() -> None:
             body = BLOCK.format(n=5, us=0).encode()
             return [(await c.post("/progress/7", content=body)).status_code,
                     (await c.post("/progress.php?stream_id=8", content=body)).status_code,
+                    (await c.post("/progress?stream_id=9", content=body)).status_code,
+                    (await c.get("/progress-not-a-route")).status_code,
                     (await c.get("/metrics")).status_code]
 
-    assert asyncio.run(go()) == [204, 204, 401]
+    assert asyncio.run(go()) == [204, 204, 204, 401, 401]

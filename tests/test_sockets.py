@@ -311,3 +311,29 @@ def test_psutil_fallback_counts_connections_without_bytes(geo: Geo, pairs: list[
     assert sorted(c.peer_ip for c in result.connections) == ["127.1.0.10", "127.2.0.20"]
     assert result.sent_bytes_total is None and all(c.sent_bytes is None for c in result.connections)
     assert dict(result.by_country) == {"NL": 1, "DE": 1}
+
+
+def test_progress_push_from_loopback_is_not_a_viewer(geo: Geo, pairs: list[Pairs]) -> None:
+    """XUI.one's ffmpeg pushes its progress to the panel's own port (the viewer port) from 127.0.0.1: with the
+    xui profile's exclude_peers that connection is no viewer; a viewer on another address still is."""
+    port = Pairs()
+    pairs.append(port)
+    push_c, push_s = port.connect("127.0.0.1")
+    push_c.sendall(b"POST /progress?stream_id=7 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    viewer_c, viewer_s = port.connect("127.1.0.10")
+    viewer_s.sendall(b"x" * 500)
+    _drain(viewer_c, 500)
+    plain = SocketsSource(parse_config({"viewers": {"ports": [port.port], "access_log": None}}), geo.lookup)
+    assert sorted(c.peer_ip for c in plain.sample(_ctx()).connections) == ["127.0.0.1", "127.1.0.10"]
+    config = parse_config({"profile": "xui", "viewers": {"ports": [port.port]}})
+    assert [str(n) for n in config.viewers.exclude_peers] == ["127.0.0.1/32", "::1/128"]
+    source = SocketsSource(config, geo.lookup)
+
+    def sampled() -> SocketsResult | None:
+        r = source.sample(_ctx())
+        return r if r.sent_bytes_total and r.sent_bytes_total.get(port.port) == 500 else None
+
+    result = wait_until(sampled, timeout=10, what="the viewer's bytes")
+    assert [c.peer_ip for c in result.connections] == ["127.1.0.10"]
+    assert result.received_bytes_total == {port.port: 0}  # the push's body is not viewer traffic
+    assert dict(result.by_country) == {"NL": 1}

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from exporter.config.actions import Actions
 from exporter.config.base import Section
 from exporter.config.durations import Duration, format_duration, parse_duration
 from exporter.config.health import ErrorLog, Errors, Progress
+from exporter.config.profiles import Profile
+from exporter.config.profiles import apply as apply_profile
 from exporter.config.streams import DiscoverRule, StaticStream, Streams
 from exporter.config.viewers import AccessLog, Geo, Viewers
 from exporter.config.yamlkeys import duplicate_keys
@@ -25,6 +27,8 @@ __all__ = [
 
 
 class Config(Section):
+    profile: Profile | None = None
+    """The panel this host runs (panelx, xui, xtream, hls): its defaults for everything the file leaves out."""
     node: str = Field(default="", max_length=128, validate_default=True)
     """This host's name; alerts carry it as label ``node``. Empty: the host name."""
     sample_interval: Duration = 5.0
@@ -43,6 +47,11 @@ class Config(Section):
         if not 0.1 <= value <= 3600:  # faster burns a core; slower and every stream looks stalled
             raise ValueError(f"must be between 100ms and 1h, not {format_duration(value)}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: object) -> object:
+        return apply_profile(data) if isinstance(data, dict) else data
 
     @field_validator("node")
     @classmethod

@@ -98,6 +98,24 @@ class SignalAction(Section):
         return self
 
 
+class HttpLogin(Section):
+    """A panel API that wants a logged-in session (PanelX: ``POST /api/auth/login``, then the session cookie)."""
+
+    url: str = Field(pattern=r"^https?://")
+    """The login endpoint; the username and password are sent to it, the cookies it sets are kept."""
+    credentials_file: Path
+    """A YAML file with ``username:`` and ``password:``; read at every login, so rotating it needs no restart."""
+    format: Literal["json", "form"] = "json"
+    """How the credentials are sent: a JSON body (PanelX) or an HTML form body."""
+
+    @field_validator("url")
+    @classmethod
+    def _fixed_url(cls, url: str) -> str:
+        if template_fields(_no_nul(url)):
+            raise ValueError("the login url is fixed: no {stream}, {name} or {node}")
+        return url
+
+
 class HttpAction(Section):
     type: Literal["http"]
     method: Literal["GET", "POST", "PUT"] = "POST"
@@ -107,6 +125,8 @@ class HttpAction(Section):
     """Sent as ``Authorization: Bearer <token>``; read for every action, so rotating it needs no restart."""
     headers_file: Path | None = None
     """A YAML mapping of extra request headers (``X-Api-Key: ...``), read for every action."""
+    login: HttpLogin | None = None
+    """Log in first and keep the session; log in again when the panel answers 401 (its session expired)."""
     timeout: Duration = 10.0
 
     @field_validator("url")

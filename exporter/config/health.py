@@ -27,22 +27,42 @@ class Progress(Section):
     """Longer lines in a pushed body are skipped (a client that never sends a newline cannot grow memory)."""
 
 
-# Presets for well-known panels. ``path`` is only a default: PanelX's pm2 log location varies per install.
+PM2_RECORD = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:?\d\d: "
+"""The prefix pm2 puts before every write with ``log_date_format: 'YYYY-MM-DD HH:mm:ss Z'`` (PanelX's
+ecosystem.config.cjs); a message of several lines has it on its first line only."""
+
+# Presets for the panels, from their source (docs/sources.md names the files). ``path`` is a default.
 LOG_PRESETS: dict[str, dict[str, str]] = {
-    # Xtream Codes / XUI: one ffmpeg stderr file per stream, streams/<id>_.errors
+    # Xtream Codes / Xtream UI: ffmpeg's stderr per stream, "2>> <streams>/<id>.errors" (includes/stream.php)
     "xtream": {
-        "path": "/home/xtreamcodes/iptv_xtream_codes/streams/*_.errors",
-        "stream_from_path": r"(?P<stream>\d+)_\.errors$",
+        "path": "/home/xtreamcodes/iptv_xtream_codes/streams/*.errors",
+        "stream_from_path": r"/(?P<stream>\d+)\.errors$",
     },
-    # PanelX: ffmpeg stderr relayed into the pm2 log as "[FFmpeg <id>] <line>"
-    "panelx": {"line": r"\[FFmpeg (?P<stream>\d+)\]\s?(?P<message>.*)"},
+    # XUI.one / XC_VM: the same, under the panel's home (XC_VM: /home/xc_vm/content/streams/, includes/xc_vm.php)
+    "xui": {
+        "path": "/home/xui/content/streams/*.errors",
+        "stream_from_path": r"/(?P<stream>\d+)\.errors$",
+    },
+    # PanelX: ffmpeg's stderr chunks that contain "error" go to pm2's error.log as "[FFmpeg <id>] ERROR: <chunk>"
+    # (server/ffmpegManager.ts); a chunk's further lines follow without a prefix.
+    "panelx": {
+        "path": "/home/panelx/logs/error.log",
+        "line": r"\[FFmpeg (?P<stream>\d+)\] ERROR: (?P<message>.*)",
+        "record_start": PM2_RECORD,
+    },
+    # PanelX: exits are "[FFmpeg <id>] Process exited with code <code>, signal <signal>" in pm2's out.log, among
+    # status lines that are not errors (viewer counts, "HLS output started"). Code 0 is a clean exit.
+    "panelx_exits": {
+        "path": "/home/panelx/logs/out.log",
+        "line": r"\[FFmpeg (?P<stream>\d+)\] (?P<message>Process exited with code (?:[1-9]\d*|null)\b.*)",
+    },
 }
 
 
 class ErrorLog(Section):
     """One log file (or glob) with ffmpeg errors, and how each line names its stream."""
 
-    preset: Literal["xtream", "panelx"] | None = None
+    preset: Literal["xtream", "xui", "panelx", "panelx_exits"] | None = None
     path: str | None = None
     """A file or a glob (``/srv/streams/*_.errors``); globs are expanded again every sample."""
     stream: StreamId | None = None
@@ -53,6 +73,9 @@ class ErrorLog(Section):
     """Only lines matching this count. Group ``stream``: the stream id; group ``message``: the part classified."""
     ignore: Regex | None = None
     """Lines matching this are not errors (searched in the message)."""
+    record_start: Regex | None = None
+    """Where a log writes one message over several lines: the regex the first line of a message matches.
+    Other lines continue the previous message and belong to its stream (pm2's timestamp prefix, for PanelX)."""
     from_start: bool = False
     """Read files that exist at start-up from their beginning (default: only what is written from now on)."""
 
@@ -68,7 +91,7 @@ class ErrorLog(Section):
     @model_validator(mode="after")
     def _check(self) -> ErrorLog:
         if self.path is None:
-            raise ValueError("path is required" + (" for preset panelx (its pm2 log)" if self.preset else ""))
+            raise ValueError("path is required")
         if self.stream_from_path is not None:
             require_group(self.stream_from_path, "stream")
         line_names_stream = self.line is not None and "stream" in compile_linear(self.line).groupindex

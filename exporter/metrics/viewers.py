@@ -14,6 +14,7 @@ from prometheus_client.metrics_core import Metric
 
 from exporter.snapshot import Snapshot
 from exporter.sources.accesslog import CODES, AccessLogResult
+from exporter.sources.paneldb import viewers_result
 from exporter.sources.sockets import SocketsResult
 
 
@@ -23,7 +24,8 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _access_log(snap: Snapshot) -> Iterator[Metric]:
-    log = snap.result("accesslog", AccessLogResult)
+    from_log = snap.result("accesslog", AccessLogResult)
+    log = viewers_result(snap)
     if log is None:
         return  # not configured, or failed this round (iptv_exporter_source_up says which)
     S = ["stream"]
@@ -45,7 +47,8 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
         sent.add_metric([stream], traffic.sent_bytes_total if traffic else 0)
         for code in CODES:
             responses.add_metric([stream, code], traffic.responses_total.get(code, 0) if traffic else 0)
-    yield from (viewers, sent, responses)
+    # Bytes and responses only where a log counted them: a panel's live table has neither, and a 0 would lie.
+    yield from (viewers, sent, responses) if log is from_log else (viewers,)
 
     online = GaugeMetricFamily("iptv_lines_online", "Subscriber lines (usernames) with a client inside viewers.window.")
     online.add_metric([], log.lines_online)
@@ -54,6 +57,15 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
         "Lines seen from more than sharing.max_ips IPs or sharing.max_countries countries within the window.",
     )
     sharing.add_metric([], len(log.sharing_lines))
+    yield from (online, sharing)
+    if log is not from_log:
+        rows = CounterMetricFamily("iptv_paneldb_rows", "Rows of open connections read from the panel's live table.")
+        rows.add_metric([], log.lines_total)
+        skipped = CounterMetricFamily("iptv_paneldb_skipped_rows",
+                                      "Rows of the panel's live table without a stream or an IP (not counted).")
+        skipped.add_metric([], log.skipped_lines_total)
+        yield from (rows, skipped, _sessions(log))
+        return
     lines = CounterMetricFamily("iptv_accesslog_lines", "Access log lines read.")
     lines.add_metric([], log.lines_total)
     skipped = CounterMetricFamily("iptv_accesslog_skipped_lines", "Access log lines that did not parse.")
@@ -62,6 +74,10 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
     rotations.add_metric([], log.rotations)
     overlong = CounterMetricFamily("iptv_accesslog_overlong_lines", "Access log lines over 64 KiB, dropped unread.")
     overlong.add_metric([], log.overlong_lines_total)
+    yield from (lines, skipped, rotations, overlong, _sessions(log))
+
+
+def _sessions(log: AccessLogResult) -> Metric:
     hist = HistogramMetricFamily(
         "iptv_viewer_session_duration_seconds",
         "Ended viewing sessions: a client on a stream from its first request until viewers.window passed "
@@ -69,7 +85,7 @@ def _access_log(snap: Snapshot) -> Iterator[Metric]:
     )
     h = log.sessions
     hist.add_metric([], [(_le(bound), float(n)) for bound, n in h.buckets], h.sum)
-    yield from (online, sharing, lines, skipped, rotations, overlong, hist)
+    return hist
 
 
 def _le(bound: float) -> str:

@@ -45,7 +45,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from exporter.config import Config
-from exporter.config.viewers import AccessLog
+from exporter.config.viewers import AccessLog, Sharing
 from exporter.geo import UNKNOWN, GeoInfo
 from exporter.linear_re import LinearPattern, compile_linear
 from exporter.redact import Redactor, excerpt
@@ -770,7 +770,7 @@ class AccessLogSource:
             streams=MappingProxyType(streams),
             viewers=MappingProxyType(dict(Counter(map(_FIRST, sessions)))),  # a session key starts with its stream
             lines_online=len(ip_counts),
-            sharing_lines=self._suspected(pairs, ip_counts),
+            sharing_lines=suspected_lines(pairs, ip_counts, self._sharing, self._lookup),
             lines_total=self.lines_total,
             skipped_lines_total=self.skipped_total,
             sessions=Histogram(tuple(cumulative), self._session_sum, self._session_count),
@@ -782,17 +782,23 @@ class AccessLogSource:
             overlong_lines_total=self._follower.overlong_lines if self._follower else 0,
         )
 
-    def _suspected(self, pairs: list[tuple[bytes, str]], ip_counts: Counter[str]) -> frozenset[str]:
-        """Lines seen from more than ``max_ips`` IPs, or whose IPs are in more than ``max_countries`` countries."""
-        max_ips, max_countries = self._sharing.max_ips, self._sharing.max_countries
-        flagged = {line for line, n in ip_counts.items() if n > max_ips}
-        # Countries only for the lines with more IPs than countries allowed (a line cannot be in more
-        # countries than it has IPs); lookups are cached (functools.lru_cache), so a known IP costs C time.
-        if any(n > max_countries for n in ip_counts.values()):
-            maybe = list(itertools.compress(pairs, map(max_countries.__lt__, map(ip_counts.__getitem__,
-                                                                                 map(_SECOND, pairs)))))
-            countries = list(map(_COUNTRY, map(self._lookup, map(_DECODE, map(_FIRST, maybe)))))
-            known = map(UNKNOWN.__ne__, countries)
-            placed = set(itertools.compress(zip(map(_SECOND, maybe), countries, strict=True), known))  # (line, country)
-            flagged.update(line for line, n in Counter(map(_FIRST, placed)).items() if n > max_countries)
-        return frozenset(flagged)
+
+def suspected_lines(pairs: list[tuple[bytes, str]], ip_counts: Counter[str], sharing: Sharing,
+                    lookup: Lookup) -> frozenset[str]:
+    """Lines seen from more than ``max_ips`` IPs, or whose IPs are in more than ``max_countries`` countries.
+
+    ``pairs``: distinct (ip, line); ``ip_counts``: line -> its distinct IPs. Shared with the panel DB source
+    (exporter.sources.paneldb), so a line is judged the same whichever source saw it.
+    """
+    max_ips, max_countries = sharing.max_ips, sharing.max_countries
+    flagged = {line for line, n in ip_counts.items() if n > max_ips}
+    # Countries only for the lines with more IPs than countries allowed (a line cannot be in more
+    # countries than it has IPs); lookups are cached (functools.lru_cache), so a known IP costs C time.
+    if any(n > max_countries for n in ip_counts.values()):
+        maybe = list(itertools.compress(pairs, map(max_countries.__lt__, map(ip_counts.__getitem__,
+                                                                             map(_SECOND, pairs)))))
+        countries = list(map(_COUNTRY, map(lookup, map(_DECODE, map(_FIRST, maybe)))))
+        known = map(UNKNOWN.__ne__, countries)
+        placed = set(itertools.compress(zip(map(_SECOND, maybe), countries, strict=True), known))  # (line, country)
+        flagged.update(line for line, n in Counter(map(_FIRST, placed)).items() if n > max_countries)
+    return frozenset(flagged)

@@ -93,6 +93,7 @@ class CompiledLog:
     ignore: LinearPattern[str] | None
     """The config's regexes run with RE2 (linear time: a log line is anyone's text)."""
     from_start: bool
+    record_start: LinearPattern[str] | None = None
 
     @classmethod
     def of(cls, cfg: ErrorLog) -> CompiledLog:
@@ -105,6 +106,7 @@ class CompiledLog:
             line=compile_linear(cfg.line) if cfg.line else None,
             ignore=compile_linear(cfg.ignore) if cfg.ignore else None,
             from_start=cfg.from_start,
+            record_start=compile_linear(cfg.record_start) if cfg.record_start else None,
         )
 
     def stream_of_path(self, path: str) -> str | None:
@@ -125,11 +127,19 @@ class LogLine:
     """"Last message repeated N times": count the previous error N more times."""
 
 
-def parse_line(text: str, cfg: CompiledLog, file_stream: str | None) -> LogLine:
-    """Which stream a log line is about and what kind of error it reports (pure)."""
+def parse_line(text: str, cfg: CompiledLog, file_stream: str | None, record_stream: str | None = None) -> LogLine:
+    """Which stream a log line is about and what kind of error it reports (pure).
+
+    ``record_stream``: with ``record_start``, the stream of the message a line that does not start one
+    continues (None: that message was not a stream's, the line is not counted).
+    """
     text = text.rstrip()
     message, stream = text, file_stream
-    if cfg.line is not None:
+    if cfg.record_start is not None and text and not cfg.record_start.search(text):
+        if record_stream is None:
+            return LogLine(None, None)
+        stream = record_stream
+    elif cfg.line is not None:
         found = cfg.line.search(text)
         if found is None:
             return LogLine(None, None)
@@ -163,6 +173,8 @@ class _Followed:
     stream: str | None
     last: tuple[str, str] | None = None
     """(stream, kind) of the last error line, for "Last message repeated N times"."""
+    record_stream: str | None = None
+    """With ``record_start``: the stream of the message being read (its further lines belong to it)."""
 
 
 @dataclass
@@ -225,7 +237,9 @@ class ErrorLogSource:
     def _read(self, state: _LogState, followed: _Followed) -> None:
         for raw in followed.follower.read_lines():
             for piece in raw.decode("utf-8", errors="replace").split("\r"):
-                parsed = parse_line(piece, state.cfg, followed.stream)
+                parsed = parse_line(piece, state.cfg, followed.stream, followed.record_stream)
+                if state.cfg.record_start is not None and state.cfg.record_start.search(piece):
+                    followed.record_stream = parsed.stream
                 if parsed.repeat and followed.last is not None and parsed.stream in (None, followed.last[0]):
                     self._count(*followed.last, n=parsed.repeat)
                 elif parsed.stream is not None and parsed.kind is not None:

@@ -22,6 +22,7 @@ Reading (:func:`dump_netlink`) is apart from the pure parts (:func:`parse_dump`,
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import socket
 import struct
@@ -430,6 +431,26 @@ class SocketsSource:
         self._psutil_since: dict[tuple[str, int, str, int], float] = {}
         self._dump_from = dump
         """Replaces the kernel's dump (a recorded one in the golden test); None asks the kernel."""
+        self._exclude = list(config.viewers.exclude_peers)
+        self._excluded: dict[str, bool] = {}
+        """peer ip -> in ``viewers.exclude_peers`` (ffmpeg's progress push to the panel's port is no viewer)"""
+
+    def excluded(self, ip: str) -> bool:
+        """Whether connections from ``ip`` are left out (not viewers, no bytes, no geo); cached per address."""
+        if not self._exclude:
+            return False
+        hit = self._excluded.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                hit = False
+            else:
+                hit = any(addr in net for net in self._exclude)
+            if len(self._excluded) > 65536:
+                self._excluded.clear()
+            self._excluded[ip] = hit
+        return hit
 
     def sample(self, ctx: SampleContext) -> SocketsResult:
         if self._refresh is not None:
@@ -477,6 +498,8 @@ class SocketsSource:
             c = old.pop(cookie, None)
             if c is None:
                 ip = _peer_ip(family, dst)
+                if self._exclude and self.excluded(ip):
+                    continue
                 c = make(Connection, (int.from_bytes(sport, "big"), ip, int.from_bytes(dport, "big"), now,
                                       acked or 0, received or 0, None if rtt is None else rtt / 1e6, lookup(ip)))
             elif acked is not None and (acked != c[4] or received != c[5]):
@@ -509,6 +532,8 @@ class SocketsSource:
         for port, ip, peer_port in rows:
             if ip.startswith("::ffff:") and "." in ip:
                 ip = ip[7:]
+            if self._exclude and self.excluded(ip):
+                continue
             key = ("", port, ip, peer_port)
             seen[key] = since.get(key, now)
             conns.append(Connection(port, ip, peer_port, seen[key], None, None, None, self._lookup(ip)))

@@ -36,6 +36,8 @@ class Component(Protocol):
 
 OWN_AUTH_PREFIXES = ("/hooks/", "/api/", "/progress/", "/progress.php")
 """Paths that authenticate themselves (bearer token, or loopback-only for ffmpeg's progress push)."""
+OWN_AUTH_PATHS = frozenset({"/progress"})
+"""Exact paths that authenticate themselves: XUI.one's ``/progress?stream_id=`` (loopback-only)."""
 
 
 class WebSettingsSource(Protocol):
@@ -58,7 +60,8 @@ class WebConfigMiddleware:
             await self.app(scope, receive, send)
             return
         settings = self.web.current()
-        if not str(scope["path"]).startswith(OWN_AUTH_PREFIXES):
+        path = str(scope["path"])
+        if not path.startswith(OWN_AUTH_PREFIXES) and path not in OWN_AUTH_PATHS:
             refusal = None
             if settings.limiter is not None and not settings.limiter.allow():
                 refusal = PlainTextResponse("Too Many Requests\n", status_code=429)

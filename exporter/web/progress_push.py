@@ -1,7 +1,9 @@
 """Receives ffmpeg's ``-progress http://...`` push: one chunked POST per ffmpeg process, for its whole life.
 
-Routes: ``POST /progress/{stream}``, and ``POST /progress.php?stream_id=<id>`` so an Xtream-style panel's
-command lines work unchanged when this port takes the place of the panel's own receiver. The body is
+Routes: ``POST /progress/{stream}``, and the panels' own forms so their command lines work unchanged when
+the panel's nginx forwards them here (deploy/nginx/iptv-progress.conf): ``POST /progress?stream_id=<id>``
+(XUI.one / XC_VM, ``includes/xc_vm.php``) and ``POST /progress.php?stream_id=<id>`` (Xtream Codes / Xtream UI,
+``includes/stream.php``). The body is
 parsed as it arrives (``request.stream()``), never buffered whole. The endpoint has no credentials
 (ffmpeg sends none), so only clients in ``progress.allow_from`` (loopback by default) may push.
 """
@@ -41,7 +43,8 @@ class ProgressPushReceiver:
     def routes(self) -> Sequence[BaseRoute]:
         return [
             Route("/progress/{stream}", self._by_path, methods=["POST", "PUT"]),
-            Route("/progress.php", self._by_query, methods=["POST", "PUT"]),
+            Route("/progress", self._by_query, methods=["POST", "PUT"]),  # XUI.one / XC_VM
+            Route("/progress.php", self._by_query, methods=["POST", "PUT"]),  # Xtream Codes / Xtream UI
         ]
 
     async def start(self) -> None:

@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from exporter.actions.receiver import BEARER_CHALLENGE, TokenFile
 from exporter.geo import GeoInfo, Lookup
 from exporter.snapshot import Snapshot
-from exporter.sources.accesslog import AccessLogResult
+from exporter.sources.paneldb import viewers_result
 from exporter.sources.sockets import Connection, SocketsResult
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _geo_fields(g: GeoInfo) -> Row:
 def live_viewers(snap: Snapshot, lookup: Lookup, now: float) -> list[Row]:
     """One row per client on a stream, plus one per connection of an IP with no such client. Pure."""
     socks = snap.result("sockets", SocketsResult)
-    log_result = snap.result("accesslog", AccessLogResult)
+    log_result = viewers_result(snap)
     by_ip: dict[str, list[Connection]] = {}
     for c in socks.connections if socks else ():
         by_ip.setdefault(c.peer_ip, []).append(c)
@@ -106,7 +106,7 @@ def filter_rows(rows: Sequence[Row], query: Mapping[str, str]) -> list[Row]:
 
 
 def sharing_rows(snap: Snapshot) -> list[Row]:
-    log_result = snap.result("accesslog", AccessLogResult)
+    log_result = viewers_result(snap)
     if log_result is None:
         return []
     return [
