@@ -12,7 +12,7 @@ COPY exporter ./exporter
 ARG VCS_REVISION=unknown VCS_BRANCH=unknown
 RUN python -m exporter.buildinfo write --revision "${VCS_REVISION}" --branch "${VCS_BRANCH}" \
  && python -m venv /opt/iptv-exporter \
- && /opt/iptv-exporter/bin/pip install --no-compile . \
+ && /opt/iptv-exporter/bin/pip install --no-compile '.[paneldb]' \
  && /opt/iptv-exporter/bin/python -m compileall -q /opt/iptv-exporter
 
 FROM ${PYTHON_IMAGE}
