@@ -112,6 +112,17 @@ SocketDump = Callable[[Sequence[int]], list[RawSocket]]
 """What answers "every TCP socket on these local ports": :func:`dump_netlink`, or a recording."""
 
 
+def _end_or_error(data: bytes | bytearray | memoryview, off: int, mtype: int) -> bool:
+    """A message of a dump that is not a socket: True at the dump's end; the kernel's error raised as OSError."""
+    if mtype == NLMSG_DONE:
+        return True
+    if mtype == NLMSG_ERROR:
+        code = -_ERRNO.unpack_from(data, off + 16)[0]
+        if code:
+            raise OSError(code, f"sock_diag: {errno.errorcode.get(code, code)}")
+    return False
+
+
 def parse_dump(data: bytes | bytearray | memoryview, length: int, out: list[RawSocket],
                ports: frozenset[bytes] | None = None) -> bool:
     """Append the sockets of one netlink datagram to ``out``; True when the dump is complete.
@@ -136,12 +147,8 @@ def parse_dump(data: bytes | bytearray | memoryview, length: int, out: list[RawS
         if mlen < 16 or off + mlen > length:
             raise OSError(errno.EBADMSG, "truncated netlink message")
         if mtype != SOCK_DIAG_BY_FAMILY or mlen < MSG_SIZE:
-            if mtype == NLMSG_DONE:
+            if _end_or_error(data, off, mtype):
                 return True
-            if mtype == NLMSG_ERROR:
-                code = -_ERRNO.unpack_from(data, off + 16)[0]
-                if code:
-                    raise OSError(code, f"sock_diag: {errno.errorcode.get(code, code)}")
             off += (mlen + 3) & ~3
             continue
         if ports is not None and sport not in ports:
@@ -286,12 +293,8 @@ def parse_owned(data: bytes | bytearray | memoryview, length: int, out: list[Own
         if mlen < 16 or off + mlen > length:
             raise OSError(errno.EBADMSG, "truncated netlink message")
         if mtype != SOCK_DIAG_BY_FAMILY or mlen < MSG_SIZE:
-            if mtype == NLMSG_DONE:
+            if _end_or_error(data, off, mtype):
                 return True
-            if mtype == NLMSG_ERROR:
-                code = -_ERRNO.unpack_from(data, off + 16)[0]
-                if code:
-                    raise OSError(code, f"sock_diag: {errno.errorcode.get(code, code)}")
             off += (mlen + 3) & ~3
             continue
         _, _, family, _, _, dport, dst, cookie, _, inode = _OWNED.unpack_from(data, off)
