@@ -12,9 +12,7 @@ import os
 import re
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -23,6 +21,7 @@ import yaml
 
 from tests.actions_support import NODE, alert, notification
 from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
+from tests.players import Player
 
 pytestmark = pytest.mark.slow
 
@@ -102,46 +101,16 @@ def _v(samples: Samples, name: str, **labels: str) -> float:
     return metric(samples, name, **labels) or 0.0
 
 
-@dataclass
-class Player:
-    """An HLS player on its own loopback address: polls the playlist, fetches each new segment once."""
+class RestreamPlayer(Player):
+    """A player of a plain restream: polls the playlist, fetches each new segment (relative names) once."""
 
-    url: str
-    source: str
-    agent: str = "VLC/3.0.18"
-    body_bytes: int = 0
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    thread: threading.Thread | None = None
+    def __init__(self, url: str, source: str, agent: str = "VLC/3.0.18") -> None:
+        super().__init__(source, agent)
+        self.url = url
 
-    def start(self) -> Player:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            with httpx.Client(transport=httpx.HTTPTransport(local_address=self.source),
-                              headers={"User-Agent": self.agent}, timeout=10) as client:
-                seen: set[str] = set()
-                while not self.stop_event.is_set():
-                    playlist = client.get(self.url)
-                    self.body_bytes += len(playlist.content)
-                    for name in re.findall(r"^([^#\s]\S*\.ts)$", playlist.text, flags=re.M):
-                        if name not in seen:
-                            seen.add(name)
-                            self.body_bytes += len(client.get(self.url.rsplit("/", 1)[0] + "/" + name).content)
-                    self.stop_event.wait(0.5)  # a player's polling pace
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(15)
-        if self.error is not None:
-            raise AssertionError(f"player {self.source} failed: {self.error!r}")
-
+    def poll(self, client: httpx.Client) -> None:
+        playlist = self.get(client, self.url)
+        self.fetch_new_segments(client, playlist.text, r"^([^#\s]\S*\.ts)$", self.url.rsplit("/", 1)[0] + "/")
 
 def _origin_bytes(log: Path) -> int:
     """Body bytes nginx served the restreams (ffmpeg asks with a Range: 206 answers)."""
@@ -161,9 +130,9 @@ def test_hls_restreams_end_to_end(tmp_path: Path, host: tuple[int, Path, list[Pr
     }))
     exp = Exporter(cfg, tmp_path).start()
     base = f"http://127.0.0.1:{port}"
-    players = [Player(f"{base}/hls/carol/car0l-pa55/bbc1/bbc1.m3u8", "127.1.0.30"),
-               Player(f"{base}/hls/dave/dav3-pa55/bbc1/bbc1.m3u8", "127.1.0.31"),
-               Player(f"{base}/hls/dave/dav3-pa55/cnn/cnn.m3u8", "127.1.0.31")]
+    players = [RestreamPlayer(f"{base}/hls/carol/car0l-pa55/bbc1/bbc1.m3u8", "127.1.0.30"),
+               RestreamPlayer(f"{base}/hls/dave/dav3-pa55/bbc1/bbc1.m3u8", "127.1.0.31"),
+               RestreamPlayer(f"{base}/hls/dave/dav3-pa55/cnn/cnn.m3u8", "127.1.0.31")]
     try:
         s = exp.wait_for(lambda s: _v(s, "iptv_stream_up", stream="bbc1") == 1 and _v(
             s, "iptv_stream_up", stream="cnn") == 1, "bbc1 and cnn up, named by their outputs", timeout=60)

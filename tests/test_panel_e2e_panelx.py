@@ -14,10 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -28,6 +26,7 @@ from tests.actions_support import NODE, alert, notification
 from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
 from tests.mmdb import PLACES, write_dbs
 from tests.panelx_standin import PanelX
+from tests.players import Player
 
 pytestmark = pytest.mark.slow
 
@@ -79,54 +78,16 @@ http {{
 """
 
 
-@dataclass
-class HlsViewer:
-    """A player on its own loopback address following PanelX's URL flow; counts the body bytes it got."""
+class HlsViewer(Player):
+    """A player following PanelX's URL flow: the /live/<u>/<p>/<id>.m3u8 playlist, /streams/ segments."""
 
-    base: str
-    source: str
-    line: str
-    password: str
-    agent: str
-    body_bytes: int = 0
-    codes: Counter[str] = field(default_factory=Counter)
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    thread: threading.Thread | None = None
+    def __init__(self, base: str, source: str, line: str, password: str, agent: str) -> None:
+        super().__init__(source, agent)
+        self.base, self.line, self.password = base, line, password
 
-    def start(self) -> HlsViewer:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _get(self, client: httpx.Client, path: str) -> httpx.Response:
-        r = client.get(self.base + path)
-        self.body_bytes += len(r.content)
-        self.codes[f"{r.status_code // 100}xx"] += 1
-        return r
-
-    def _run(self) -> None:
-        try:
-            with httpx.Client(transport=httpx.HTTPTransport(local_address=self.source),
-                              headers={"User-Agent": self.agent}, timeout=10) as client:
-                seen: set[str] = set()
-                while not self.stop_event.is_set():
-                    playlist = self._get(client, f"/live/{self.line}/{self.password}/{STREAM}.m3u8")
-                    for uri in re.findall(r"^(/streams/\S+\.ts)$", playlist.text, flags=re.M):
-                        if uri not in seen:
-                            seen.add(uri)
-                            self._get(client, uri)
-                    self.stop_event.wait(0.5)  # a player's polling pace
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(15)
-        if self.error is not None:
-            raise AssertionError(f"viewer {self.source} failed: {self.error!r}")
-
+    def poll(self, client: httpx.Client) -> None:
+        playlist = self.get(client, f"{self.base}/live/{self.line}/{self.password}/{STREAM}.m3u8")
+        self.fetch_new_segments(client, playlist.text, r"^(/streams/\S+\.ts)$", self.base)
 
 @dataclass
 class Host:

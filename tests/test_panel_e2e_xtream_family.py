@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ from tests.actions_support import NODE, alert, notification
 from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
 from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, mariadb
 from tests.mmdb import PLACES, write_dbs
+from tests.players import Player
 from tests.xui_standin import Xui
 
 pytestmark = pytest.mark.slow
@@ -71,53 +71,26 @@ http {{
 """
 
 
-@dataclass
-class TokenViewer:
+class TokenViewer(Player):
     """A player following XUI's flow: /live/<u>/<p>/<id>.m3u8 -> 302 /auth/<token> -> segments /hls/<token>."""
 
-    base: str
-    source: str
-    line: str
-    password: str
-    agent: str
-    body_bytes: int = 0
-    redirects: int = 0
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    thread: threading.Thread | None = None
+    follow_redirects = True
 
-    def start(self) -> TokenViewer:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
+    def __init__(self, base: str, source: str, line: str, password: str, agent: str) -> None:
+        super().__init__(source, agent)
+        self.base, self.line, self.password = base, line, password
+        self.redirects = 0
+        self.playlist_url = ""
 
-    def _run(self) -> None:
-        try:
-            with httpx.Client(transport=httpx.HTTPTransport(local_address=self.source), follow_redirects=True,
-                              headers={"User-Agent": self.agent}, timeout=10) as client:
-                first = client.get(f"{self.base}/live/{self.line}/{self.password}/{STREAM}.m3u8")
-                first.raise_for_status()
-                self.redirects = len(first.history)
-                playlist_url = str(first.url)  # XUI: /auth/<token>; Xtream: the /live/ URL itself
-                seen: set[str] = set()
-                while not self.stop_event.is_set():
-                    playlist = client.get(playlist_url)
-                    self.body_bytes += len(playlist.content)
-                    for uri in re.findall(r"^(/hls/\S+)$", playlist.text, flags=re.M):
-                        if uri not in seen:
-                            seen.add(uri)
-                            self.body_bytes += len(client.get(self.base + uri).content)
-                    self.stop_event.wait(0.5)  # a player's polling pace
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
-            self.error = exc
+    def begin(self, client: httpx.Client) -> None:
+        first = client.get(f"{self.base}/live/{self.line}/{self.password}/{STREAM}.m3u8")
+        first.raise_for_status()
+        self.redirects = len(first.history)
+        self.playlist_url = str(first.url)  # XUI: /auth/<token>; Xtream: the /live/ URL itself
 
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(15)
-        if self.error is not None:
-            raise AssertionError(f"viewer {self.source} failed: {self.error!r}")
-
+    def poll(self, client: httpx.Client) -> None:
+        playlist = self.get(client, self.playlist_url)
+        self.fetch_new_segments(client, playlist.text, r"^(/hls/\S+)$", self.base)
 
 @dataclass
 class Host:
