@@ -192,6 +192,7 @@ def test_rule_set_is_complete() -> None:
         "IPTVActionJournalDown",
         "IPTVGeoIPDatabaseStale",  # prometheus/rules/iptv-geoip.yml
         "IPTVExporterNodeMismatch",  # prometheus/rules/iptv-deploy.yml
+        "IPTVRestartRefused", "IPTVRestartUndelivered",  # prometheus/rules/iptv-fleet.yml
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in alert_rules()}
     assert {("IPTVStreamSlow", "warning"), ("IPTVStreamSlow", "critical")} <= severities
