@@ -17,7 +17,7 @@ from bench import geodata, report
 from bench.measure import BusyMeter, loadavg, settle
 from bench.options import Options
 
-BENCHMARKS = ["sockets", "processes", "accesslog", "exporter", "webhook", "series"]
+BENCHMARKS = ["sockets", "processes", "accesslog", "exporter", "webhook", "series", "nodeseries", "recovery"]
 REPO = Path(__file__).resolve().parent.parent
 APT = {"prometheus-process-exporter": "prometheus-process-exporter", "mtail": "mtail", "gcc": "gcc", "ss": "iproute2"}
 

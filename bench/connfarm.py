@@ -84,6 +84,8 @@ class ConnFarm:
             except subprocess.TimeoutExpired:
                 self._child.kill()
                 self._child.wait()
+            if self._child.stdout is not None:
+                self._child.stdout.close()
         for conn in self.accepted:
             conn.close()
         self.accepted.clear()

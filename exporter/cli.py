@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo.add_arguments(sub.add_parser("demo", help="a live IPTV workload on loopback, watched by the exporter"),
                        parse_listen_address)
+    from exporter import fleet
+
+    fleet.add_arguments(sub.add_parser("fleet", help="restart routes and per-node tokens from the targets"))
     return parser
 
 
@@ -155,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from exporter.demo.runner import run as run_demo
 
             return run_demo(args)
+        if args.command == "fleet":
+            from exporter import fleet
+
+            return fleet.run(args)
         return _run(args)
     except ExporterError as exc:
         print(str(exc), file=sys.stderr)

@@ -18,14 +18,16 @@ from prometheus_client.registry import Collector
 from exporter.actions import build_actions
 from exporter.actions.receiver import TokenFile
 from exporter.config import Config
+from exporter.errors import ConfigError
 from exporter.geo import Geo
+from exporter.linesample import sample_lines
 from exporter.metrics import FAMILIES, Family, SnapshotCollector
 from exporter.metrics.exposition import MetricsRegistry
 from exporter.metrics.geoip import GeoIPCollector
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import Source
-from exporter.sources.accesslog import AccessLogSource
+from exporter.sources.accesslog import AccessLogResult, AccessLogSource
 from exporter.sources.errorlogs import ErrorLogSource
 from exporter.sources.hls import HlsSource
 from exporter.sources.paneldb import PanelDbSource
@@ -78,6 +80,31 @@ def self_collectors() -> list[Collector]:
     # GCCollector always registers itself: give it a registry of its own that nothing serves.
     return [ProcessCollector(registry=None), PlatformCollector(registry=None),
             GCCollector(registry=CollectorRegistry())]
+def _line_sample_family(config: Config) -> Family | None:
+    """``iptv_lines_sampled``: the keyed-hash sample of the lines online (exporter/linesample.py), when the fleet
+    key is configured. The key is read once, at start-up: a missing or empty file stops the exporter."""
+    path = config.viewers.sharing.fleet_key_file
+    if path is None or config.viewers.access_log is None:
+        return None
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"viewers.sharing.fleet_key_file: cannot read: {exc.strerror}"]) from None
+    if not key:
+        raise ConfigError(str(path), ["viewers.sharing.fleet_key_file: empty"])
+
+    def collect(snap: Snapshot) -> Iterator[Metric]:
+        log = snap.result("accesslog", AccessLogResult)
+        sampled = GaugeMetricFamily(
+            "iptv_lines_sampled",
+            "1 for each online line in the fleet-wide keyed-hash sample (1/64 of lines); the label is 32 bits "
+            "of the hash, never the line.", labels=["line_hash"],
+        )
+        for value in sample_lines(log.client_lines.values(), key) if log is not None else ():
+            sampled.add_metric([value], 1)
+        yield sampled
+
+    return collect
 
 
 def build_runtime(
@@ -92,6 +119,9 @@ def build_runtime(
     and a fixed clock, so the whole pipeline runs on a known host."""
     sources: list[Source] = []
     families: list[Family] = [*FAMILIES, _node_family(config)]
+    line_sample = _line_sample_family(config)
+    if line_sample is not None:
+        families.append(line_sample)
     components: list[Component] = []
     links: list[tuple[str, str]] = []
 

@@ -131,7 +131,8 @@ def test_prometheus_and_alertmanager_use_the_repository_configs(composed: dict[s
     files = {h["http_config"]["authorization"]["credentials_file"]
              for r in am["receivers"] for h in r.get("webhook_configs", [])
              if "authorization" in h.get("http_config", {})}
-    assert files and files <= token_targets, (files, token_targets)
+    # One token per node (`iptv-exporter fleet`): the composed node edge-1's file is the mounted secret.
+    assert token_targets == {"/etc/alertmanager/iptv-tokens/edge-1.token"} and token_targets <= files, files
 
 
 def test_compose_config_rejects_a_broken_file(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def test_alertmanager_restart_receivers_use_bearer_token_and_send_resolved() -> 
     assert config["route"]["group_by"] == ["alertname", "node"]
     restart = next(r for r in config["route"]["routes"] if r.get("matchers") == ['action="restart"'])
     assert restart["group_by"] == ["alertname", "node", "stream"]
-    assert restart["group_wait"] == "10s"
+    assert restart["group_wait"] == "0s"  # docs/actions.md, "Recovery time"
     assert not restart.get("continue"), "restart requests must not reach people (their page is its own alert)"
     inhibit = config["inhibit_rules"][0]
     assert inhibit["source_matchers"] == ['alertname="IPTVExporterDown"']
@@ -192,6 +192,7 @@ def test_rule_set_is_complete() -> None:
         "IPTVActionJournalDown",
         "IPTVGeoIPDatabaseStale",  # prometheus/rules/iptv-geoip.yml
         "IPTVExporterNodeMismatch",  # prometheus/rules/iptv-deploy.yml
+        "IPTVRestartRefused", "IPTVRestartUndelivered",  # prometheus/rules/iptv-fleet.yml
     }
     severities = {(r["alert"], r["labels"]["severity"]) for r in alert_rules()}
     assert {("IPTVStreamSlow", "warning"), ("IPTVStreamSlow", "critical")} <= severities
@@ -231,7 +232,9 @@ def test_alerts_sharing_a_name_differ_only_by_severity_or_action() -> None:
         assert {r["annotations"]["runbook_url"] for r in group} == {f"{RUNBOOK_BASE}#{slug(name)}"}
     for name in RESTART_ALERTS:
         request, page = sorted(pairs[name], key=lambda r: "action" not in r["labels"])
-        assert request["labels"]["action"] == "restart" and request["for"] == "1m"
+        # The down request acts after 15s (docs/actions.md, "Recovery time"); a stall is already a minute old.
+        wait = "15s" if name == "IPTVStreamDown" else "1m"
+        assert request["labels"]["action"] == "restart" and request["for"] == wait
         assert "action" not in page["labels"] and page["for"] == "3m" and page["keep_firing_for"] == "3m"
 
 

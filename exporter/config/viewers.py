@@ -36,6 +36,9 @@ class Sharing(Section):
     max_ips: int = Field(default=2, ge=1)
     """A line seen from more distinct IPs than this within the window is suspected of sharing."""
     max_countries: int = Field(default=1, ge=1)
+    fleet_key_file: Path | None = None
+    """A secret every node of the fleet shares (``openssl rand -hex 32``). When set, a keyed-hash sample of the
+    lines online is exported (``iptv_lines_sampled``) so a central rule can count lines on several nodes."""
 
 
 PANEL_TABLES: dict[str, tuple[str, str, str]] = {
