@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from pathlib import Path
+
+from exporter.errors import ConfigError
 
 ONE_IN = 64
 LIMIT = 500
@@ -27,3 +30,14 @@ def sample_lines(lines: Iterable[str], key: bytes, *, one_in: int = ONE_IN, limi
         if int.from_bytes(digest[:4], "big") % one_in == 0:
             picked.append(digest[4:8].hex())
     return sorted(picked)[:limit]
+
+
+def read_key(path: Path) -> bytes:
+    """The fleet's sampling key from ``viewers.sharing.fleet_key_file``; read once at start (and by check-config)."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"viewers.sharing.fleet_key_file: cannot read: {exc.strerror}"]) from None
+    if not key:
+        raise ConfigError(str(path), ["viewers.sharing.fleet_key_file: empty"])
+    return key

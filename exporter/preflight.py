@@ -9,6 +9,7 @@ from __future__ import annotations
 from exporter.config import Config
 from exporter.config.actions import HttpAction
 from exporter.errors import ExporterError
+from exporter.linesample import read_key
 
 
 def startup_problems(config: Config) -> list[str]:
@@ -17,6 +18,11 @@ def startup_problems(config: Config) -> list[str]:
     from exporter.actions.receiver import TokenFile
 
     problems: list[str] = []
+    if config.viewers.sharing.fleet_key_file is not None and config.viewers.access_log is not None:
+        try:
+            read_key(config.viewers.sharing.fleet_key_file)
+        except ExporterError as exc:
+            problems.append(str(exc))
     actions = config.actions
     if actions is None:
         return problems

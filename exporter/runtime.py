@@ -18,9 +18,8 @@ from prometheus_client.registry import Collector
 from exporter.actions import build_actions
 from exporter.actions.receiver import TokenFile
 from exporter.config import Config
-from exporter.errors import ConfigError
 from exporter.geo import Geo
-from exporter.linesample import sample_lines
+from exporter.linesample import read_key, sample_lines
 from exporter.metrics import FAMILIES, Family, SnapshotCollector
 from exporter.metrics.exposition import MetricsRegistry
 from exporter.metrics.geoip import GeoIPCollector
@@ -80,18 +79,15 @@ def self_collectors() -> list[Collector]:
     # GCCollector always registers itself: give it a registry of its own that nothing serves.
     return [ProcessCollector(registry=None), PlatformCollector(registry=None),
             GCCollector(registry=CollectorRegistry())]
+
+
 def _line_sample_family(config: Config) -> Family | None:
     """``iptv_lines_sampled``: the keyed-hash sample of the lines online (exporter/linesample.py), when the fleet
     key is configured. The key is read once, at start-up: a missing or empty file stops the exporter."""
     path = config.viewers.sharing.fleet_key_file
     if path is None or config.viewers.access_log is None:
         return None
-    try:
-        key = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(str(path), [f"viewers.sharing.fleet_key_file: cannot read: {exc.strerror}"]) from None
-    if not key:
-        raise ConfigError(str(path), ["viewers.sharing.fleet_key_file: empty"])
+    key = read_key(path)
 
     def collect(snap: Snapshot) -> Iterator[Metric]:
         log = snap.result("accesslog", AccessLogResult)

@@ -69,6 +69,7 @@ def test_messages(tmp_path: Path) -> None:
     assert all("not for RE2" in p for p in re2)
     assert problems("missing_http_token_file.yml")[0].startswith(
         "actions.restart.token_file: cannot read /nonexistent/panel.token")
+    assert any("viewers.sharing.fleet_key_file: cannot read" in p for p in problems("missing_fleet_key_file.yml"))
     unit_order = problems("unit_order.yml")
     assert [p.split(":")[0] for p in unit_order] == ["sample_interval", "viewers.window"]
     assert all("units largest first, each once" in p for p in unit_order)
