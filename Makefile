@@ -2,14 +2,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3-venv ffmpeg nginx-light prometheus prometheus-alertmanager chromium openssl iproute2 systemd util-linux mariadb-server
+APT_PACKAGES := python3-venv ffmpeg nginx-light prometheus prometheus-alertmanager chromium openssl iproute2 systemd util-linux mariadb-server victoria-metrics
 PYTEST_ARGS ?=
 
 .PHONY: run demo test lint generate check-generated test-rules bench clean system-deps venv wheel
 
 # Debian packages the tests drive for real; installed only when one is missing.
 system-deps:
-	@missing=""; for b in ffmpeg nginx prometheus promtool prometheus-alertmanager amtool chromium openssl ss systemd-analyze setpriv mariadbd mariadb-install-db; do \
+	@missing=""; for b in ffmpeg nginx prometheus promtool prometheus-alertmanager amtool chromium openssl ss systemd-analyze setpriv mariadbd mariadb-install-db victoria-metrics; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages (missing:$$missing)"; \
