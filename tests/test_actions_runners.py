@@ -60,14 +60,18 @@ STOP = threading.Event()
 
 @pytest.fixture
 def supervise(tmp_path: Path, procs: Callable[..., Proc]) -> Iterator[Callable[[str, list[str]], Path]]:
+    supervisors: list[Proc] = []
+
     def start(name: str, argv: list[str]) -> Path:
         spec = tmp_path / f"{name}.json"
         spec.write_text(json.dumps(argv))
         log = tmp_path / f"{name}.pids"
-        procs([PYTHON, "-c", SUPERVISOR, str(spec)], log=log)
+        supervisors.append(procs([PYTHON, "-c", SUPERVISOR, str(spec)], log=log))
         return log
 
     yield start
+    for supervisor in supervisors:  # first, or it respawns what is killed next (a stand-in left running)
+        supervisor.stop()
     kill_matching(str(tmp_path / "act_"))
 
 
