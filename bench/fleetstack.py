@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +240,7 @@ class FleetStack:
         for i in range(self.prometheus_replicas):
             self._start_prometheus(i, targets, [f"127.0.0.1:{p}" for p, _ in am_ports])
         for node in self.nodes:
-            wait_until(lambda n=node: http_json(f"{n.url}/api/actions?limit=1", token=n.token), 30,
+            wait_until(partial(http_json, f"{node.url}/api/actions?limit=1", token=node.token), 30,
                        f"exporter {node.spec.name} answering")
 
     def _generate_alertmanager(self, targets: Path) -> Path:
@@ -311,7 +312,7 @@ class FleetStack:
 
     def prometheus_config(self, targets: Path, alertmanagers: Sequence[str], replica: str | None) -> dict[str, Any]:
         """The shipped prometheus.yml, pointed at this fleet; an HA replica as docs/scaling.md describes."""
-        config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+        config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         config["rule_files"] = [str(p) for p in sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))]
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
         jobs = []
@@ -346,9 +347,12 @@ class FleetStack:
     def wait_scraped(self, timeout: float = 60.0) -> None:
         """Until every Prometheus has scraped every node with every stream up."""
         want = sum(len(n.spec.streams) for n in self.nodes)
+
+        def all_up(url: str) -> bool:
+            return len(query(url, "iptv_stream_up == 1")) == want
+
         for url in self.prometheus_urls:
-            wait_until(lambda u=url: len(query(u, 'iptv_stream_up == 1')) == want, timeout,
-                       f"{url}: all {want} streams up")
+            wait_until(partial(all_up, url), timeout, f"{url}: all {want} streams up")
 
 
 def remote_write(url: str, *, ha: bool) -> dict[str, Any]:

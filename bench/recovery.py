@@ -14,6 +14,7 @@ import signal
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bench.fleetstack import FleetStack, Node, NodeSpec, query, stream_pids
@@ -88,10 +89,13 @@ def kill_and_wait(fleet: FleetStack, node: Node, stream: str, timeout: float = 1
 def settle(fleet: FleetStack, node: Node, stream: str) -> None:
     """Until every Prometheus sees the stream up again and its down alert resolved."""
     labels = f'node="{node.spec.name}",stream="{stream}"'
+
+    def back_and_resolved(prom: str) -> bool:
+        return bool(query(prom, f"iptv_stream_up{{{labels}}} == 1")) and not query(
+            prom, f'ALERTS{{alertname="IPTVStreamDown",{labels}}}')
+
     for prom in fleet.prometheus_urls:
-        wait_until(lambda p=prom: query(p, f"iptv_stream_up{{{labels}}} == 1")
-                   and not query(p, f'ALERTS{{alertname="IPTVStreamDown",{labels}}}'), 120,
-                   f"{node.spec.name}/{stream} back and resolved")
+        wait_until(partial(back_and_resolved, prom), 120, f"{node.spec.name}/{stream} back and resolved")
 
 
 def measure(fleet: FleetStack, kills: int) -> list[Recovery]:
