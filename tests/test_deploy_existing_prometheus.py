@@ -50,7 +50,7 @@ def test_node_label_mismatch_is_found_by_prometheus_on_real_scrapes(tmp_path: Pa
             {"targets": [f"127.0.0.1:{right.port}"], "labels": {"node": "edge-1"}},
             {"targets": [f"127.0.0.1:{unlabelled.port}"]},  # the relabel rule makes node="127.0.0.1"
         ]))
-        job = {**iptv_job(), "scrape_interval": "1s"}
+        job = {**iptv_job(), "scrape_interval": "1s", "scrape_timeout": "1s"}
         job["file_sd_configs"] = [{"files": [str(targets / "iptv*.yml")], "refresh_interval": "1s"}]
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [job]}
         expr = yaml.safe_load(RULES.read_text())["groups"][0]["rules"][0]["expr"]
