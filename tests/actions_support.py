@@ -117,6 +117,20 @@ def journal(url: str, token: str, **params: str) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
+def restart_through_webhook(url: str, token: str, stream: str, timeout: float = 60) -> dict[str, Any]:
+    """Post a firing restart alert for ``stream`` as Alertmanager would; the journal's newest action once it
+    has a result."""
+    r = httpx.post(url + "/hooks/alertmanager", json=notification(alert(stream)),
+                   headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+    def done() -> dict[str, Any] | None:
+        actions = journal(url, token)["actions"]
+        return actions[0] if actions and actions[0]["result"] is not None else None
+
+    return wait_until(done, timeout=timeout, what=f"the result of {stream}'s restart")
+
+
 @dataclass
 class Alertmanager:
     """A real Alertmanager (Debian's prometheus-alertmanager) on loopback, alone or in a cluster."""

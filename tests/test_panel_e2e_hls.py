@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.actions_support import NODE, alert, notification
+from tests.actions_support import NODE, restart_through_webhook
 from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
 from tests.players import Player
 
@@ -156,17 +156,8 @@ def test_hls_restreams_end_to_end(tmp_path: Path, host: tuple[int, Path, list[Pr
     exp.wait_for(lambda s: abs(_v(s, "iptv_stream_sent_bytes_total", stream="bbc1") - received) <= 0.01 * received,
                  f"bbc1's bytes within 1% of the {received} its players received", timeout=20)
 
-    r = httpx.post(exp.url + "/hooks/alertmanager", json=notification(alert("cnn")),
-                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-    assert r.status_code == 200, r.text
-
-    def done() -> dict[str, object] | None:
-        actions = httpx.get(exp.url + "/api/actions", headers={"Authorization": f"Bearer {TOKEN}"},
-                            timeout=5).json()["actions"]
-        return actions[0] if actions and actions[0]["result"] is not None else None
-
     try:
-        action = wait_until(done, timeout=60, what="the restart's result")
+        action = restart_through_webhook(exp.url, TOKEN, "cnn")
         assert action["result"] == "ok", action
         exp.wait_for(lambda s: _v(s, "iptv_stream_restarts_total", stream="cnn") >= 1 and _v(
             s, "iptv_stream_up", stream="cnn") == 1, "cnn restarted and up", timeout=30)

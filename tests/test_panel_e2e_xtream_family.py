@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.actions_support import NODE, alert, notification
+from tests.actions_support import NODE, restart_through_webhook
 from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
 from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, mariadb
 from tests.mmdb import PLACES, write_dbs
@@ -222,16 +222,7 @@ def test_xtream_family_end_to_end(tmp_path: Path, host: Host, shape: Shape) -> N
 
         # Restart: SIGTERM to the stream's ffmpeg, the panel's monitor starts it again.
         before = host.panel.procs[STREAM].pid
-        r = httpx.post(exp.url + "/hooks/alertmanager", json=notification(alert(STREAM)),
-                       headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-        assert r.status_code == 200, r.text
-
-        def done() -> dict[str, object] | None:
-            actions = httpx.get(exp.url + "/api/actions", headers={"Authorization": f"Bearer {TOKEN}"},
-                                timeout=5).json()["actions"]
-            return actions[0] if actions and actions[0]["result"] is not None else None
-
-        action = wait_until(done, timeout=60, what="the restart action's result")
+        action = restart_through_webhook(exp.url, TOKEN, STREAM)
         assert action["result"] == "ok", action
         assert host.panel.procs[STREAM].pid != before
         exp.wait_for(lambda s: _v(s, "iptv_stream_restarts_total", stream=STREAM) >= 1 and _v(
