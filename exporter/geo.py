@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ import maxminddb
 
 from exporter.config.viewers import Geo as GeoConfig
 from exporter.config.viewers import GeoOverride
+from exporter.watchedfile import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -115,57 +115,56 @@ def _override_info(o: GeoOverride) -> dict[str, Any]:
     return fields
 
 
+def _open_reader(path: Path) -> geoip2.database.Reader:
+    try:
+        return geoip2.database.Reader(str(path))
+    except maxminddb.InvalidDatabaseError as exc:
+        raise ValueError(f"not a MaxMind database: {exc}") from None
+
+
 class _Db:
-    """One database file: opened lazily, reopened when the file on disk changes, one warning while missing."""
+    """One database file: opened lazily, reopened when the file on disk changes, one warning while missing.
+
+    A reader stays open while its file is missing or unreadable: a rename may be in progress.
+    """
 
     def __init__(self, kind: str, path: Path | None) -> None:
         self.kind = kind
         self.path = path
-        self.reader: geoip2.database.Reader | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._file = None if path is None else WatchedFile(
+            path, _open_reader, what=f"GeoIP {kind} database", logger=log, keep_on_failure=True)
         self._warned = False
 
+    @property
+    def reader(self) -> geoip2.database.Reader | None:
+        return self._file.value if self._file is not None else None
+
     def refresh(self) -> bool:
-        """Open, reopen or drop the reader to match the file; True when the answers may have changed."""
-        if self.path is None:
+        """Open, reopen or keep the reader to match the file; True when the answers may have changed."""
+        if self._file is None:
             if not self._warned:
                 log.warning("no GeoIP %s database found (searched %s): %s unknown", self.kind,
                             ", ".join(str(d) for d in SEARCH_DIRS),
                             "countries and cities" if self.kind == "city" else "ISPs")
                 self._warned = True
             return False
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            if not self._warned:
-                log.warning("GeoIP %s database unavailable path=%s error=%s: answers are unknown until it appears",
-                            self.kind, self.path, exc.strerror)
-                self._warned = True
-            return False  # an open reader is kept: a rename may be in progress
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
+        old = self._file.value
+        if not self._file.refresh():
             return False
-        try:
-            reader = geoip2.database.Reader(str(self.path))
-        except (OSError, maxminddb.InvalidDatabaseError, ValueError) as exc:
-            if not self._warned:
-                log.warning("GeoIP %s database unreadable path=%s error=%s", self.kind, self.path, exc)
-                self._warned = True
-            return False
-        old, self.reader, self._stamp = self.reader, reader, stamp
+        reader = self._file.value
         if old is not None:
             old.close()
             log.info("GeoIP %s database reloaded path=%s", self.kind, self.path)
-        else:
+        elif reader is not None:
             log.info("GeoIP %s database loaded path=%s type=%s", self.kind, self.path,
                      reader.metadata().database_type)
-        self._warned = False
         return True
 
     def close(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+        if self._file is not None:
+            reader = self._file.forget()
+            if reader is not None:
+                reader.close()
 
     def status(self) -> GeoDatabaseStatus:
         reader = self.reader

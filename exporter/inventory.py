@@ -11,6 +11,7 @@ from types import MappingProxyType
 from exporter.config import Config
 from exporter.snapshot import StreamRef
 from exporter.sources.processes import ProcessesResult
+from exporter.watchedfile import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -21,33 +22,21 @@ def parse_names(text: str) -> dict[str, str]:
     return {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2 and r[0].strip() and r[0] != "id"}
 
 
+def _read_names(path: Path) -> dict[str, str]:
+    return parse_names(path.read_text(encoding="utf-8"))
+
+
 class NamesFile:
     """The stream names CSV, read again only when it changes; a missing file warns once, not every round."""
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._stamp: tuple[int, int, float] | None = None
-        self._names: dict[str, str] = {}
-        self._failing = False
+        self._file = WatchedFile(path, _read_names, what="stream names file", logger=log) if path else None
 
     def names(self) -> dict[str, str]:
-        if self.path is None:
+        if self._file is None:
             return {}
-        try:
-            st = self.path.stat()
-            stamp = (st.st_ino, st.st_size, st.st_mtime)
-            if stamp != self._stamp:
-                self._names = parse_names(self.path.read_text(encoding="utf-8"))
-                self._stamp = stamp
-        except (OSError, UnicodeDecodeError) as exc:
-            if not self._failing:
-                log.warning("stream names file unreadable path=%s error=%s", self.path, exc)
-            self._failing, self._stamp, self._names = True, None, {}
-            return {}
-        if self._failing:
-            log.info("stream names file readable again path=%s", self.path)
-            self._failing = False
-        return self._names
+        self._file.refresh()
+        return self._file.value or {}
 
 
 def _pattern(pattern: str | None, stream: str) -> str | None:

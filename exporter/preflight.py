@@ -15,7 +15,7 @@ from exporter.linesample import read_key
 def startup_problems(config: Config) -> list[str]:
     """``key.path: message`` for every start-up check that fails; empty when ``run`` would start."""
     from exporter.actions import _check_http_secrets
-    from exporter.actions.receiver import TokenFile
+    from exporter.web.auth import BearerToken
 
     problems: list[str] = []
     if config.viewers.sharing.fleet_key_file is not None and config.viewers.access_log is not None:
@@ -28,7 +28,7 @@ def startup_problems(config: Config) -> list[str]:
         return problems
     if actions.token_file is not None:
         try:
-            TokenFile(actions.token_file).load()
+            BearerToken(actions.token_file).load()
         except ExporterError as exc:
             problems.append(str(exc))
     for cfg in actions.configured().values():

@@ -16,7 +16,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.actions import build_actions
-from exporter.actions.receiver import TokenFile
 from exporter.config import Config
 from exporter.geo import Geo
 from exporter.linesample import read_key, sample_lines
@@ -150,7 +149,7 @@ def build_runtime(
         components.append(actions)
         registry.register(actions.metrics)
         links.append(("/api/actions", "Action journal (bearer token)"))
-    if config.actions is not None and config.actions.token_file is not None:
-        components.append(ViewersApi(lambda: sampler.snapshot, TokenFile(config.actions.token_file), geo.lookup))
-        links.append(("/api/connections", "Live viewers (bearer token)"))
+        if actions.receiver.token is not None:  # the webhook's token, read once for both
+            components.append(ViewersApi(lambda: sampler.snapshot, actions.receiver.token, geo.lookup))
+            links.append(("/api/connections", "Live viewers (bearer token)"))
     return Runtime(config, sampler, registry, components, links)

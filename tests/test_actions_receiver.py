@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from exporter.actions import ActionsComponent, ActionsError
-from exporter.actions.receiver import TokenFile
 from exporter.config import parse_config
 from exporter.runtime import build_runtime
+from exporter.web.auth import BearerToken
 from tests.actions_support import (
     NODE,
     PYTHON,
@@ -131,7 +132,7 @@ def test_malformed_payloads_are_400_with_the_reason(env: tuple[TestClient, Actio
     client, _, token, record = env
     r = client.post("/hooks/alertmanager", content=body, headers=_auth(token))
     assert r.status_code == 400
-    assert reason in r.json()["message"]
+    assert reason in r.json()["error"]
     assert not record.exists()
 
 
@@ -161,7 +162,7 @@ def test_body_limit_413(env: tuple[TestClient, ActionsComponent, str, Path]) -> 
     assert r.status_code == 413
     r = client.post("/hooks/alertmanager", content=big, headers={**_auth(token), "Content-Length": "nan"})
     assert r.status_code in {400, 413}
-    assert r.status_code != 413 or "larger" in r.json()["message"]
+    assert r.status_code != 413 or "larger" in r.json()["error"]
 
 
 def test_answers_at_once_and_acts_in_the_background(tmp_path: Path) -> None:
@@ -277,7 +278,7 @@ def test_fuzzed_payloads_never_5xx_and_execute_nothing(
     client, component, token, record = fuzz_env
     r = client.post("/hooks/alertmanager", content=body, headers=_auth(token))
     assert r.status_code in {200, 400, 413}, (r.status_code, r.text)
-    assert r.status_code == 200 or r.json()["message"]
+    assert r.status_code == 200 or r.json()["error"]
     assert component.worker.wait_idle(10)
     assert not record.exists()
 
@@ -345,7 +346,7 @@ def test_refuses_to_start_without_a_usable_token_file(tmp_path: Path) -> None:
 def test_token_file_quick_check(tmp_path: Path) -> None:
     path = tmp_path / "token"
     token = write_token(path)
-    tf = TokenFile(path)
+    tf = BearerToken(path)
     assert tf.quick_check(f"Bearer {token}") is None  # never read: the caller must check() in a thread
     tf.load()
     assert tf.quick_check(f"Bearer {token}") is True
@@ -408,7 +409,7 @@ def test_an_action_whose_journal_write_failed_never_runs(tmp_path: Path, monkeyp
         assert metric(samples, "iptv_actions_total", stream="7", action="restart", result="failed") == 1
         assert metric(samples, "iptv_actions_journal_up") == 0
         story = client.get("/api/actions", headers=_auth(token))
-        assert story.status_code == 503 and "disk I/O error" in story.json()["message"]
+        assert story.status_code == 503 and "disk I/O error" in story.json()["error"]
         assert story.json()["circuits"][0]["used"] == 0  # no budget, cooldown or dedup key for what never ran
         monkeypatch.setattr(component.journal, "_insert_rows", real)
         wait_until(lambda: post() == 200, timeout=10, what="the journal reopened")  # Alertmanager retries the 503
@@ -434,33 +435,45 @@ def test_a_restart_remembers_dedup_and_cooldown(tmp_path: Path) -> None:
 
 
 def test_hook_in_bare_asgi(env: tuple[TestClient, ActionsComponent, str, Path]) -> None:
-    """What a test client does not send: a body in several messages, a sender that goes away mid-body."""
+    """What a test client does not send: a body in several messages, a sender that goes away mid-body, a
+    body that never ends (read only up to the limit: the hook stops receiving and answers 413)."""
     _, component, token, _ = env
+    app = Starlette(routes=list(component.receiver.routes()))
     body = json.dumps(notification(alert("7", status="resolved"))).encode()
 
-    def call(*messages: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[int, dict[str, Any]]:
-        scope = {"type": "http", "method": "POST", "path": "/hooks/alertmanager",
+    def call(*messages: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = (),
+             endless: bool = False) -> tuple[int, dict[str, Any], int]:
+        scope = {"type": "http", "method": "POST", "path": "/hooks/alertmanager", "query_string": b"",
+                 "root_path": "", "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 9), "app": app,
                  "headers": [*headers, (b"authorization", f"Bearer {token}".encode()), (b"host", b"x")]}
         pending = list(messages)
         sent: list[dict[str, Any]] = []
+        received = 0
 
         async def receive() -> dict[str, Any]:
+            nonlocal received
+            received += 1
+            if endless:
+                return {"type": "http.request", "body": b" " * 65536, "more_body": True}
             return pending.pop(0)
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        asyncio.run(component.receiver.hook(scope, receive, send))
+        asyncio.run(app(scope, receive, send))
         start, answer = sent
         assert (b"content-type", b"application/json") in start["headers"]
         assert (b"content-length", str(len(answer["body"])).encode()) in start["headers"]
-        return start["status"], json.loads(answer["body"])
+        return start["status"], json.loads(answer["body"]), received
 
     chunks = [{"type": "http.request", "body": body[i:i + 100], "more_body": i + 100 < len(body)}
               for i in range(0, len(body), 100)]
-    assert call(*chunks) == (200, {"status": "ok", "message": "queued", "alerts": 1})
-    assert call(chunks[0], {"type": "http.disconnect"}) == (400, {"status": "error",
-                                                                  "message": "client disconnected"})
-    status, answer = call(*chunks, headers=((b"authorization", b"Bearer wrong"),))  # the first one counts
-    assert status == 401 and answer["message"] == "missing or wrong bearer token"
+    assert call(*chunks)[:2] == (200, {"status": "ok", "message": "queued", "alerts": 1})
+    assert call(chunks[0], {"type": "http.disconnect"})[:2] == (400, {"error": "client disconnected"})
+    status, answer, _ = call(*chunks, headers=((b"authorization", b"Bearer wrong"),))  # the first one counts
+    assert status == 401 and answer == {"error": "missing or wrong bearer token"}
+    status, answer, received = call(endless=True)
+    limit = component.receiver.body_limit
+    assert status == 413 and answer == {"error": f"body larger than {limit} bytes"}
+    assert received == limit // 65536 + 1  # stopped at the first chunk past the limit
     assert component.worker.wait_idle(10)

@@ -121,7 +121,7 @@ def test_a_failed_journal_write_changes_no_state_and_the_repeat_acts(
     api = httpx.get(exp.url + "/api/actions", params={"stream": "7"}, headers={"Authorization": f"Bearer {token}"},
                     timeout=10)
     assert api.json()["circuits"][0]["used"] == 0, api.text  # no budget spent on what never ran
-    assert api.status_code == 503 and "disk is full" in api.json()["message"], api.text
+    assert api.status_code == 503 and "disk is full" in api.json()["error"], api.text
     assert _journal_up(exp) == 0
     assert _ran(tmp_path) == []
 
@@ -145,7 +145,7 @@ def test_journal_on_a_full_disk_at_start(tmp_path: Path, fs: Path, exporter: Cal
     assert _journal_up(exp) == 0
     assert metric(exp.scrape(), "iptv_exporter_build_info") == 1
     refused = _post(exp, token, alert("7"))
-    assert refused.status_code == 503 and "journal" in refused.json()["message"], refused.text
+    assert refused.status_code == 503 and "journal" in refused.json()["error"], refused.text
     assert "Traceback" not in exp.log_text()
     assert _ran(tmp_path) == []
 
@@ -172,7 +172,7 @@ def test_journal_made_immutable_while_running(tmp_path: Path, fs: Path, exporter
         wait_until(lambda: _journal_up(exp) == 0, timeout=20, what="iptv_actions_journal_up 0")
         refused = _post(exp, token, eight)
         assert refused.status_code == 503, refused.text
-        assert "journal" in refused.json()["message"]
+        assert "journal" in refused.json()["error"]
         api = httpx.get(exp.url + "/api/actions", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert api.status_code in (200, 503), api.text  # never 500
         for _ in range(3):
@@ -234,9 +234,9 @@ def test_corrupt_journal_at_start_is_one_clear_line_and_metrics_keep_serving(
     lines = [line for line in log.splitlines() if "action journal unusable" in line]
     assert len(lines) == 1 and str(path) in lines[0] and "corrupt" in lines[0], lines
     api = httpx.get(exp.url + "/api/actions", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    assert api.status_code == 503 and "journal" in api.json()["message"], api.text
+    assert api.status_code == 503 and "journal" in api.json()["error"], api.text
     refused = _post(exp, token, alert("7"))
-    assert refused.status_code == 503 and "corrupt" in refused.json()["message"], refused.text
+    assert refused.status_code == 503 and "corrupt" in refused.json()["error"], refused.text
     ran_before = _ran(tmp_path)
 
     path.rename(path.with_name("journal.sqlite.bad"))  # what the log line tells the operator to do
@@ -260,7 +260,7 @@ def test_corrupt_journal_at_run_time_stops_actions_not_the_api(
     corrupt(path)
     headers = {"Authorization": f"Bearer {token}"}
     api = httpx.get(exp.url + "/api/actions", params={"limit": "1000"}, headers=headers, timeout=30)
-    assert api.status_code == 503 and "corrupt" in api.json()["message"], api.text[:500]
+    assert api.status_code == 503 and "corrupt" in api.json()["error"], api.text[:500]
     assert _journal_up(exp) == 0
     refused = _post(exp, token, alert("7"))
     assert refused.status_code == 503, refused.text
@@ -293,7 +293,7 @@ def test_two_exporters_on_one_journal_never_both_act(tmp_path: Path, exporter: C
     assert _post(first, token, down).status_code == 200
     wait_until(_settled(first, token, 1), timeout=30, what="the first exporter's action")
     refused = _post(second, token, down)
-    assert refused.status_code == 503 and "another process" in refused.json()["message"], refused.text
+    assert refused.status_code == 503 and "another process" in refused.json()["error"], refused.text
     assert _journal_up(second) == 0 and _journal_up(first) == 1
     assert _ran(tmp_path) == ["7"]
 

@@ -22,7 +22,7 @@ from exporter.actions.errors import ActionsError, JournalError
 from exporter.actions.journal import Journal
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.policy import Policy
-from exporter.actions.receiver import Receiver, TokenFile
+from exporter.actions.receiver import Receiver
 from exporter.actions.runners import Runner, build_runner, read_secret
 from exporter.actions.verify import Verifier
 from exporter.actions.worker import ActionWorker
@@ -30,6 +30,7 @@ from exporter.config import Config
 from exporter.config.actions import HttpAction
 from exporter.sampler import Sampler
 from exporter.sources.discovery import rules_from_config, stream_for
+from exporter.web.auth import BearerToken
 
 __all__ = ["ActionsComponent", "ActionsError", "build_actions"]
 
@@ -72,9 +73,9 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
     actions = config.actions
     if actions is None:
         raise ActionsError("actions: not configured")
-    token: TokenFile | None = None
+    token: BearerToken | None = None
     if actions.token_file is not None:
-        token = TokenFile(actions.token_file)
+        token = BearerToken(actions.token_file)
         token.load()
     elif actions.dry_run:
         log.warning("actions: dry run without token_file: the webhook accepts unauthenticated requests")

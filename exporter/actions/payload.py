@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from exporter.actions.errors import PayloadError
+from exporter.config.problems import validation_problems
 
 _FINGERPRINT = re.compile(r"[0-9A-Za-z]{1,64}")
 
@@ -67,10 +68,6 @@ class Notification(_Tolerant):
     alerts: list[Alert]
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
-
-
 def parse_notification(body: bytes) -> Notification:
     """Bytes of a webhook body to a Notification; PayloadError with a short reason otherwise.
 
@@ -107,7 +104,6 @@ def _parse_slowly(body: bytes) -> Notification:
     try:
         return Notification.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        reasons = [f"{_where(e['loc'])}: {e['msg']}".removeprefix(": ") for e in errors[:5]]
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise PayloadError("invalid payload: " + "; ".join(reasons)[:1000] + more) from None
+        problems = validation_problems(exc)
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise PayloadError("invalid payload: " + "; ".join(problems[:5])[:1000] + more) from None

@@ -12,6 +12,7 @@ from exporter.config.actions import Actions
 from exporter.config.base import Section
 from exporter.config.durations import Duration, format_duration, parse_duration
 from exporter.config.health import ErrorLog, Errors, Progress
+from exporter.config.problems import validation_problems
 from exporter.config.profiles import Profile
 from exporter.config.profiles import apply as apply_profile
 from exporter.config.streams import DiscoverRule, StaticStream, Streams
@@ -63,25 +64,6 @@ class Config(Section):
         return socket.gethostname()
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in {"function-after", "function-before"} or "[" in str(part):
-            continue  # pydantic's internal steps for tagged unions and validators
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _message(error: Any) -> str:
-    msg = str(error["msg"])
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    return msg.removeprefix("Value error, ")
-
-
 def parse_config(data: Any, path: str = "<config>") -> Config:
     """Validate already-loaded YAML data; raise ConfigError listing every problem with its key path."""
     if data is None:
@@ -91,8 +73,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_key_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
-        raise ConfigError(path, problems) from None
+        raise ConfigError(path, validation_problems(exc)) from None
 
 
 def load_config(path: str | Path | None) -> Config:

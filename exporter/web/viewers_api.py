@@ -2,9 +2,9 @@
 
 Both answer with a flat JSON array of objects (what the Grafana JSON / Infinity datasources turn into a
 table). They show client IPs and usernames, so they sit behind the same bearer token as the action API
-(``actions.token_file``, re-read when it changes) and exist only when that token is configured: without
-one they answer 404, like any unknown path. A missing or wrong token answers 401. Passwords never appear:
-the access-log source keeps no paths.
+(``actions.token_file``; exporter.web.auth, one token shared by both) and exist only when that token is
+configured: without one they answer 404, like any unknown path. A missing or wrong token answers 401.
+Passwords never appear: the access-log source keeps no paths.
 
 ``/api/connections`` joins the two halves of a viewer: the access log says which client (IP + user agent)
 watches which stream on which line, the kernel's sockets say how long the connection has been up and how
@@ -24,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter.actions.receiver import BEARER_CHALLENGE, TokenFile
 from exporter.geo import GeoInfo, Lookup
 from exporter.snapshot import Snapshot
 from exporter.sources.paneldb import viewers_result
 from exporter.sources.sockets import Connection, SocketsResult
+from exporter.web.auth import BearerToken, unauthorized
+from exporter.web.errorbody import error_response
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def sharing_rows(snap: Snapshot) -> list[Row]:
 class ViewersApi:
     """The Component serving both endpoints from the latest snapshot (no I/O but geo's cached lookups)."""
 
-    def __init__(self, get_snapshot: Callable[[], Snapshot], token: TokenFile,
+    def __init__(self, get_snapshot: Callable[[], Snapshot], token: BearerToken,
                  lookup: Lookup, clock: Callable[[], float] = time.time) -> None:
         self._get = get_snapshot
         self._token = token
@@ -140,9 +141,7 @@ class ViewersApi:
         return None
 
     def _denied(self, request: Request) -> Response | None:
-        if self._token.check(request.headers.get("authorization")):
-            return None
-        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401, headers=BEARER_CHALLENGE)
+        return None if self._token.check(request.headers.get("authorization")) else unauthorized()
 
     def connections(self, request: Request) -> Response:
         denied = self._denied(request)
@@ -152,7 +151,7 @@ class ViewersApi:
         try:
             return JSONResponse(filter_rows(rows, request.query_params))
         except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return error_response(400, str(exc))
 
     def sharing(self, request: Request) -> Response:
         denied = self._denied(request)

@@ -15,11 +15,10 @@ not applied: the last good settings stay, an error is logged and
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,7 +29,9 @@ from prometheus_client.metrics_core import Metric
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from exporter.config.durations import parse_duration
+from exporter.config.problems import validation_problems
 from exporter.errors import WebConfigError
+from exporter.watchedfile import FileStamp, stamp
 from exporter.web import tls as tlsmap
 from exporter.web.basicauth import BasicAuth, bcrypt_cost
 
@@ -214,12 +215,7 @@ def read_web_config(path: str | Path) -> WebConfigFile:
     try:
         return WebConfigFile.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc'])}: "
-            + ("unknown key" if e["type"] == "extra_forbidden" else str(e["msg"]).removeprefix("Value error, "))
-            for e in exc.errors()
-        ]
-        raise WebConfigError("\n".join(lines)) from None
+        raise WebConfigError("\n".join(f"{path}: {problem}" for problem in validation_problems(exc))) from None
 
 
 def settings_for(cfg: WebConfigFile, where: str = "web config") -> WebSettings:
@@ -250,18 +246,6 @@ class StaticWebConfig:
         return self._settings
 
 
-def _stamp(paths: Iterable[Path]) -> tuple[tuple[int, int, int] | None, ...]:
-    out: list[tuple[int, int, int] | None] = []
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            out.append(None)  # gone: the reload reports it with its reason
-        else:
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-    return tuple(out)
-
-
 class WebConfigWatcher:
     """The file's current good settings, re-read when it or a certificate file it names changes."""
 
@@ -274,9 +258,10 @@ class WebConfigWatcher:
         self.last_reload_ok = True
         self.last_success = time.time()
 
-    def _stamp_of(self, cfg: WebConfigFile) -> tuple[tuple[int, int, int] | None, ...]:
+    def _stamp_of(self, cfg: WebConfigFile) -> tuple[FileStamp | None, ...]:
+        """The file and the certificate files it names; a gone one (None) is reported by the reload."""
         tls = cfg.tls_server_config.files() if cfg.tls_server_config is not None else []
-        return _stamp([self.path, *tls])
+        return tuple(stamp(p) for p in [self.path, *tls])
 
     @property
     def tls_enabled(self) -> bool:
