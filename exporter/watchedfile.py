@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+MISSING = "does not exist"
+
 
 @dataclass(frozen=True, slots=True)
 class FileStamp:
@@ -49,7 +51,7 @@ def stamp(path: str | Path) -> FileStamp | None:
 def problem_of(exc: Exception) -> str:
     """A short reason for a log line or an error message: "does not exist", "unreadable (Permission denied)"."""
     if isinstance(exc, FileNotFoundError):
-        return "does not exist"
+        return MISSING
     if isinstance(exc, OSError):
         return f"unreadable ({exc.strerror or exc})"
     if isinstance(exc, UnicodeDecodeError):
@@ -65,17 +67,21 @@ class WatchedFile(Generic[T]):
     changes again. While the file is unusable, :attr:`problem` says why; the problem is logged once (at
     ``level``, on the caller's ``logger``), and once more at INFO when the file is usable again.
 
-    ``keep_on_failure``: whether the last good value stays while the file is unusable (a GeoIP database
-    being replaced) or is dropped (a token file: a broken token denies every request).
+    ``missing_level``: the level for a file that does not exist, where that is ordinary (an HLS playlist
+    of a stream that is down). ``keep_on_failure``: whether the last good value stays while the file is
+    unusable (a GeoIP database being replaced) or is dropped (a token file: a broken token denies every
+    request).
     """
 
     def __init__(self, path: Path, load: Callable[[Path], T], *, what: str, logger: logging.Logger = log,
-                 level: int = logging.WARNING, keep_on_failure: bool = False) -> None:
+                 level: int = logging.WARNING, missing_level: int | None = None,
+                 keep_on_failure: bool = False) -> None:
         self.path = path
         self.what = what
         self._load = load
         self._log = logger
         self._level = level
+        self._missing_level = level if missing_level is None else missing_level
         self._keep = keep_on_failure
         self._lock = threading.Lock()
         self._tried: FileStamp | None = None
@@ -127,7 +133,8 @@ class WatchedFile(Generic[T]):
     def _fail(self, problem: str) -> bool:
         """Record why the file is unusable; True when that dropped the value."""
         if problem != self.problem:
-            self._log.log(self._level, "%s unreadable path=%s problem=%s", self.what, self.path, problem)
+            level = self._missing_level if problem == MISSING else self._level
+            self._log.log(level, "%s unreadable path=%s problem=%s", self.what, self.path, problem)
         self.problem, self._current = problem, None
         if self._keep or self._value is None:
             return False

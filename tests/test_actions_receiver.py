@@ -27,6 +27,7 @@ from exporter.actions import ActionsComponent, ActionsError
 from exporter.config import parse_config
 from exporter.runtime import build_runtime
 from exporter.web.auth import BearerToken
+from exporter.web.viewers_api import ViewersApi
 from tests.actions_support import (
     NODE,
     PYTHON,
@@ -362,6 +363,27 @@ def test_token_file_quick_check(tmp_path: Path) -> None:
     path.unlink()
     assert tf.quick_check(f"Bearer {new}") is None and not tf.check(f"Bearer {new}")
     assert tf.quick_check(f"Bearer {new}") is None  # unusable stays unusable until the file is back
+
+
+def test_one_token_for_the_hook_and_the_viewers_api(tmp_path: Path) -> None:
+    """The webhook and the viewers API share one BearerToken (read once): a rotation reaches both at once,
+    and both refuse with the same 401 body and challenge."""
+    old = write_token(tmp_path / "token")
+    with running(_config(tmp_path, "{stream}")) as (client, runtime, component):
+        viewers = next(c for c in runtime.components if isinstance(c, ViewersApi))
+        assert viewers.token is component.receiver.token
+        body = notification(alert("7", status="resolved"))
+        assert client.post("/hooks/alertmanager", json=body, headers=_auth(old)).status_code == 200
+        assert client.get("/api/connections", headers=_auth(old)).status_code == 200
+        new = write_token(tmp_path / "token", "rotated-" + old)
+        for refused in (client.post("/hooks/alertmanager", json=body, headers=_auth(old)),
+                        client.get("/api/connections", headers=_auth(old)),
+                        client.get("/api/actions", headers=_auth(old))):
+            assert refused.status_code == 401 and refused.json() == {"error": "missing or wrong bearer token"}
+            assert refused.headers["www-authenticate"] == 'Bearer realm="iptv-exporter"'
+        assert client.post("/hooks/alertmanager", json=body, headers=_auth(new)).status_code == 200
+        assert client.get("/api/connections", headers=_auth(new)).status_code == 200
+        assert component.worker.wait_idle(10)
 
 
 def test_a_batch_of_racing_deliveries_acts_once(tmp_path: Path) -> None:

@@ -70,11 +70,15 @@ def test_push_by_xui_query() -> None:
 def test_refusals() -> None:
     store = ProgressStore(max_streams=1)
     a, _ = app(store)
-    assert post(a, "/progress/7", b"", client="192.0.2.9").status_code == 403
-    assert post(a, "/progress.php?stream_id=../x", b"").status_code == 400
+    forbidden = post(a, "/progress/7", b"", client="192.0.2.9")
+    assert (forbidden.status_code, forbidden.json()) == (
+        403, {"error": "forbidden: progress.allow_from does not include this client"})
+    bad = post(a, "/progress.php?stream_id=../x", b"")
+    assert (bad.status_code, bad.json()) == (400, {"error": "bad stream id"})  # the one error shape
     assert post(a, "/progress.php", b"").status_code == 400
     assert post(a, "/progress/7", b"").status_code == 204
-    assert post(a, "/progress/8", b"").status_code == 429
+    full = post(a, "/progress/8", b"")
+    assert (full.status_code, full.json()) == (429, {"error": "too many streams"})
     _, _, rejected = store.read()
     assert rejected == {"forbidden": 1, "bad_stream": 2, "full": 1}
 

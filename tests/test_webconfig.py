@@ -48,7 +48,9 @@ def test_basic_auth_protects_metrics(tmp_path: Path) -> None:
     exp = Exporter(write(tmp_path, "c.yml", CONFIG), tmp_path, args=(f"--web.config.file={web}",),
                    client={"auth": ("prom", "s3cret")}).start()
     try:
-        assert httpx.get(exp.url + "/metrics").status_code == 401
+        denied = httpx.get(exp.url + "/metrics")
+        assert denied.status_code == 401 and denied.json() == {"error": "missing or wrong basic auth credentials"}
+        assert denied.headers["www-authenticate"] == 'Basic realm="iptv-exporter"'
         assert httpx.get(exp.url + "/metrics", auth=("prom", "wrong")).status_code == 401
         assert httpx.get(exp.url + "/metrics", auth=("nobody", "s3cret")).status_code == 401
         ok = httpx.get(exp.url + "/metrics", auth=("prom", "s3cret"))

@@ -147,5 +147,6 @@ def test_rate_limit_and_headers_on_refusals(tmp_path: Path) -> None:
         assert codes == [200, 200, 200, 429], codes
         refused = httpx.get(exp.url + "/-/healthy")
         assert refused.status_code == 429 and refused.headers["strict-transport-security"] == "max-age=60"
+        assert refused.json() == {"error": "too many requests: web config rate_limit"}
     finally:
         exp.stop()

@@ -17,11 +17,13 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from exporter.sources import SampleContext
+from exporter.watchedfile import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +162,10 @@ class _State:
     seen: Seen | None = None
     discontinuities: int = 0
     jumps: int = 0
-    error: str | None = None
-    file: tuple[int, int, int] | None = None
-    """(inode, size, mtime in ns) of the playlist last read: the same again means the same text."""
+    file: WatchedFile[tuple[str, float]] | None = None
+    """The playlist's file: its text and mtime, read again only when it changed."""
     last: StreamPlaylist | None = None
-    """What that read found."""
+    """What the last read found."""
 
 
 def _read_text(fh: BinaryIO, size: int) -> str:
@@ -177,8 +178,11 @@ def _read_text(fh: BinaryIO, size: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _file_key(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_ino, st.st_size, st.st_mtime_ns
+def _read_playlist(path: Path) -> tuple[str, float]:
+    """The playlist's text and mtime."""
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        return _read_text(fh, st.st_size), st.st_mtime
 
 
 def _absent(state: _State, stream: str, path: str) -> StreamPlaylist:
@@ -189,7 +193,7 @@ def _absent(state: _State, stream: str, path: str) -> StreamPlaylist:
 class HlsSource:
     """Reads each inventory stream's playlist (``StreamRef.playlist``); a missing one is not a failure.
 
-    A playlist whose inode, size and mtime are those of the last read is not read again (ffmpeg rewrites
+    A playlist whose stamp (exporter.watchedfile) is that of the last read is not read again (ffmpeg rewrites
     a live playlist once a segment, every 2-10 s; rounds come every 5 s): the last answer stands, as
     parsing the same text again would give it.
     """
@@ -201,24 +205,21 @@ class HlsSource:
 
     def _look(self, stream: str, path: str, now: float) -> StreamPlaylist:
         state = self._state.setdefault(stream, _State())
-        try:
-            if state.last is not None and state.last.path == path and state.file == _file_key(os.stat(path)):
-                if state.seen is not None and state.last.segments:
-                    state.seen.at = now  # as a new look at the same segments would record
-                return state.last
-            with open(path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                text = _read_text(fh, st.st_size)
-        except OSError as exc:
-            state.file = state.last = None
-            if state.error != exc.strerror:  # log a change of state, not every round
-                level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
-                log.log(level, "playlist unreadable stream=%s path=%s error=%s", stream, path, exc.strerror)
-                state.error = exc.strerror
+        if state.file is None or str(state.file.path) != path:  # new, or the stream's playlist moved
+            state.file = WatchedFile(Path(path), _read_playlist, what=f"playlist of stream {stream}", logger=log,
+                                     missing_level=logging.INFO)
+            state.last = None
+        changed = state.file.refresh()
+        read = state.file.value
+        if read is None:  # missing or unreadable (logged once by WatchedFile)
+            state.last = None
             return _absent(state, stream, path)
-        state.error = None
-        state.file = _file_key(st)
-        state.last = self._parsed(state, stream, path, text, st.st_mtime, now)
+        if not changed and state.last is not None:
+            if state.seen is not None and state.last.segments:
+                state.seen.at = now  # as a new look at the same segments would record
+            return state.last
+        text, mtime = read
+        state.last = self._parsed(state, stream, path, text, mtime, now)
         return state.last
 
     def _parsed(self, state: _State, stream: str, path: str, text: str, mtime: float, now: float) -> StreamPlaylist:

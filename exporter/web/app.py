@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from exporter import __version__
 from exporter.metrics.exposition import MetricsRegistry
 from exporter.sampler import Sampler
+from exporter.web.errorbody import error_response
 from exporter.web.webconfig import StaticWebConfig, WebConfigFile, WebSettings
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,14 @@ class WebConfigMiddleware:
         settings = self.web.current()
         path = str(scope["path"])
         if not path.startswith(OWN_AUTH_PREFIXES) and path not in OWN_AUTH_PATHS:
-            refusal = None
+            refusal: Response | None = None
             if settings.limiter is not None and not settings.limiter.allow():
-                refusal = PlainTextResponse("Too Many Requests\n", status_code=429)
+                refusal = error_response(429, "too many requests: web config rate_limit")
             elif settings.auth.enabled:
                 header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
                 if not await settings.auth.check(header):  # bcrypt in a bounded number of worker threads
-                    refusal = PlainTextResponse(
-                        "Unauthorized\n", status_code=401,
-                        headers={"WWW-Authenticate": 'Basic realm="iptv-exporter"'},
-                    )
+                    refusal = error_response(401, "missing or wrong basic auth credentials",
+                                             headers={"WWW-Authenticate": 'Basic realm="iptv-exporter"'})
             if refusal is not None:
                 await refusal(scope, receive, self._with_headers(send, settings.headers))
                 return
@@ -141,7 +140,7 @@ def create_app(
     async def ready(request: Request) -> Response:
         if sampler.ready.is_set():
             return PlainTextResponse("OK\n")
-        return PlainTextResponse("not ready: first sample not complete\n", status_code=503)
+        return error_response(503, "not ready: first sample not complete")
 
     routes: list[BaseRoute] = [
         Route(telemetry_path, _metrics_endpoint(registry)),  # first: `--web.telemetry-path=/` replaces the landing

@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exporter.config.health import Progress
 from exporter.config.streams import STREAM_ID
 from exporter.sources.progress import MAX_BYTES_WITHOUT_BLOCK, BlockParser, ProgressStore
+from exporter.web.errorbody import error_response
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,14 @@ class ProgressPushReceiver:
             self.store.reject("forbidden")
             log.warning("progress push refused client=%s stream=%s reason=forbidden",
                         request.client.host if request.client else "?", stream[:64])
-            return PlainTextResponse("forbidden: progress.allow_from does not include this client\n", 403)
+            return error_response(403, "forbidden: progress.allow_from does not include this client")
         if not STREAM_ID.fullmatch(stream):
             self.store.reject("bad_stream")
-            return PlainTextResponse("bad stream id\n", 400)
+            return error_response(400, "bad stream id")
         if not self.store.open(stream):
             self.store.reject("full")
             log.warning("progress push refused stream=%s reason=full max_streams=%d", stream, self.store.max_streams)
-            return PlainTextResponse("too many streams\n", 429)
+            return error_response(429, "too many streams")
         parser = BlockParser(max_line=self.config.max_line)
         counted = 0
         refused: tuple[str, str] | None = None
@@ -113,5 +114,5 @@ class ProgressPushReceiver:
             self.store.reject(reason)
             log.warning("progress push refused stream=%s reason=%s detail=%s", stream, reason, why)
             # Like the Pushgateway: 400 with the reason; the blocks before the bad value were kept.
-            return PlainTextResponse(f"{reason}: {why}\n", 400)
+            return error_response(400, f"{reason}: {why}")
         return Response(status_code=204)

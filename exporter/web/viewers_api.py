@@ -123,7 +123,7 @@ class ViewersApi:
     def __init__(self, get_snapshot: Callable[[], Snapshot], token: BearerToken,
                  lookup: Lookup, clock: Callable[[], float] = time.time) -> None:
         self._get = get_snapshot
-        self._token = token
+        self.token = token
         self._lookup = lookup
         self._clock = clock
 
@@ -141,7 +141,7 @@ class ViewersApi:
         return None
 
     def _denied(self, request: Request) -> Response | None:
-        return None if self._token.check(request.headers.get("authorization")) else unauthorized()
+        return None if self.token.check(request.headers.get("authorization")) else unauthorized()
 
     def connections(self, request: Request) -> Response:
         denied = self._denied(request)
