@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     from exporter.web.app import create_app
     from exporter.web.connguard import DEFAULT_MAX_CONNECTIONS, ConnectionGuard
     from exporter.web.limits import plan
-    from exporter.web.tls import ReloadingContext
+    from exporter.web.tls import reloading_context_factory
     from exporter.web.webconfig import WebConfigWatcher
 
     config = load_config(args.config_file)
@@ -125,13 +125,13 @@ def _run(args: argparse.Namespace) -> int:
     fds = plan(args.max_connections or DEFAULT_MAX_CONNECTIONS)
     guard = ConnectionGuard(fds.max_connections)
     rt.registry.register(guard)
-    uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                        timeout_graceful_shutdown=3, http=guard.protocol())
-    uv.load()
+    tls = None
     if web_config is not None:
         rt.registry.register(web_config)
-        if web_config.tls_enabled:
-            uv.ssl = ReloadingContext(web_config.tls_context)  # each connection gets the current TLS settings
+        if web_config.tls_enabled:  # each connection gets the current TLS settings
+            tls = reloading_context_factory(web_config.tls_context)
+    uv = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                        timeout_graceful_shutdown=3, http=guard.protocol(), ssl_context_factory=tls)
     build = build_info()
     log.info("starting iptv-exporter version=%s revision=%s branch=%s node=%s listen=%s:%d telemetry_path=%s "
              "streams_declared=%d nofile_soft=%d nofile_hard=%d max_connections=%d", build.version, build.revision,

@@ -20,7 +20,8 @@ RequireAnyClientCert        required, but never verified                refused 
 group and has no preference list, so a longer list is refused at start rather than silently cut.
 ``client_allowed_sans`` is checked on each connection right after the handshake (:class:`_SanCheckedObject`).
 
-:class:`ReloadingContext` is the context the server listens with: for each new connection it asks the web
+:class:`ReloadingContext` is the context the server listens with (given to uvicorn through its
+``ssl_context_factory``): for each new connection it asks the web
 config for the current TLS settings (the file and the certificate files are re-read when they change, as
 exporter-toolkit does per connection), so a renewed certificate is served without a restart.
 """
@@ -168,3 +169,14 @@ class ReloadingContext(ssl.SSLContext):
                  server_hostname: str | bytes | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
         return self.current().wrap_bio(incoming, outgoing, server_side=server_side,
                                        server_hostname=server_hostname, session=session)
+
+
+def reloading_context_factory(current: Callable[[], ssl.SSLContext]) -> Callable[[Any, Any], ssl.SSLContext]:
+    """uvicorn's ``Config(ssl_context_factory=...)`` (uvicorn >= 0.47): the server listens with a
+    :class:`ReloadingContext` on ``current``; uvicorn's default factory (certificate files given to it) is
+    not used, the web config names them."""
+
+    def factory(_config: Any, _default: Any) -> ssl.SSLContext:
+        return ReloadingContext(current)
+
+    return factory
