@@ -26,7 +26,6 @@ from starlette.testclient import TestClient
 from exporter.actions import ActionsComponent, ActionsError
 from exporter.config import parse_config
 from exporter.runtime import build_runtime
-from exporter.web.auth import BearerToken
 from exporter.web.viewers_api import ViewersApi
 from tests.actions_support import (
     NODE,
@@ -342,27 +341,6 @@ def test_refuses_to_start_without_a_usable_token_file(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("  \n")
     with pytest.raises(ActionsError, match="token_file.*empty"):
         build_runtime(config)
-
-
-def test_token_file_quick_check(tmp_path: Path) -> None:
-    path = tmp_path / "token"
-    token = write_token(path)
-    tf = BearerToken(path)
-    assert tf.quick_check(f"Bearer {token}") is None  # never read: the caller must check() in a thread
-    tf.load()
-    assert tf.quick_check(f"Bearer {token}") is True
-    assert tf.quick_check(f"bearer  {token} ") is True
-    for header in (None, "", "Bearer", "Bearer ", f"Basic {token}", f"Bearer {token}x", token):
-        assert tf.quick_check(header) is False, header
-    new = write_token(path, "rotated-" + token)
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert tf.quick_check(f"Bearer {new}") is None  # changed: not trusted until re-read
-    assert tf.check(f"Bearer {new}") and tf.quick_check(f"Bearer {new}") is True
-    assert tf.quick_check(f"Bearer {token}") is False
-    path.unlink()
-    assert tf.quick_check(f"Bearer {new}") is None and not tf.check(f"Bearer {new}")
-    assert tf.quick_check(f"Bearer {new}") is None  # unusable stays unusable until the file is back
 
 
 def test_one_token_for_the_hook_and_the_viewers_api(tmp_path: Path) -> None:
