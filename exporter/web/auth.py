@@ -44,7 +44,7 @@ class BearerToken:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = WatchedFile(path, _digest, what="bearer token file (every request denied while so)",
+        self._file = WatchedFile(path, _digest, what="bearer token file",
                                  logger=log, level=logging.ERROR)
 
     def load(self) -> None:
