@@ -78,3 +78,9 @@ def test_metrics_formats_and_endpoints(tmp_path: Path, exporter) -> None:  # typ
     assert httpx.get(exp.url + "/-/ready").status_code == 200
     landing = httpx.get(exp.url + "/").text
     assert 'href="/metrics"' in landing and "<code>processes</code>: up" in landing
+    # Starlette's own refusals answer in the exporter's one error shape, with their Allow header.
+    missing = httpx.get(exp.url + "/no-such-page")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong = httpx.delete(exp.url + "/-/healthy")
+    assert wrong.status_code == 405 and wrong.json() == {"error": "Method Not Allowed"}
+    assert set(wrong.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
