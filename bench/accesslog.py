@@ -15,8 +15,7 @@ from bench.profiling import as_markdown, profile
 from bench.report import Section, Target
 from exporter.config import parse_config
 from exporter.geo import Geo
-from exporter.snapshot import StreamRef
-from exporter.sources import SampleContext
+from exporter.sources import SampleContext, StreamRef
 from exporter.sources.accesslog import AccessLogResult, AccessLogSource, parse_combined
 
 TARGET = 3.0
@@ -31,7 +30,7 @@ def _ours(opts: Options, path: str, lines: int, now: float) -> tuple[AccessLogSo
                            "geo": opts.geo_config()})
     geo = Geo(config.geo)
     inventory = MappingProxyType({str(i): StreamRef(str(i), str(i), True) for i in range(1, STREAMS + 1)})
-    return AccessLogSource(config, geo.lookup), SampleContext(now, inventory, MappingProxyType({})), lines
+    return AccessLogSource(config, geo.lookup), SampleContext(now, inventory), lines
 
 
 def _drain(source: AccessLogSource, ctx: SampleContext, lines: int) -> tuple[AccessLogResult, int]:

@@ -47,6 +47,12 @@ class CpuTimed:
         self.name = source.name
         self.spent = spent
 
+    def open(self) -> None:
+        self.source.open()
+
+    def close(self) -> None:
+        self.source.close()
+
     def sample(self, ctx: Any) -> Any:
         c0 = time.process_time()
         try:
@@ -65,7 +71,7 @@ def main(config_path: str, rounds: int, want_profile: bool = False) -> None:
     rt = build_runtime(config)
     added = _wire_missing(rt)
     source_cpu: dict[str, list[float]] = {}
-    rt.sampler.processes = CpuTimed(rt.sampler.processes, source_cpu)  # type: ignore[assignment]
+    rt.sampler.processes = CpuTimed(rt.sampler.processes, source_cpu)
     rt.sampler.sources = [CpuTimed(src, source_cpu) for src in rt.sampler.sources]
     samples = []
     sources: dict[str, list[float]] = {}

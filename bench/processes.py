@@ -83,7 +83,7 @@ def run(opts: Options) -> Section:
     have_pe = shutil.which("prometheus-process-exporter") is not None
     exe = build(opts.tmp / "standin")
     config = parse_config({"viewers": {"access_log": None, "ports": []}})
-    ctx = SampleContext(time.time(), MappingProxyType({}), MappingProxyType({}))
+    ctx = SampleContext(time.time(), MappingProxyType({}))
     rows: list[list[str]] = []
     at_target: tuple[float, float] | None = None
     profile_lines: list[str] = []

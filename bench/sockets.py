@@ -39,7 +39,7 @@ def run(opts: Options) -> Section:
         for n in sizes:
             farm.grow_to(n)
             geo = Geo(config.geo)
-            ctx = SampleContext(time.time(), MappingProxyType({}), MappingProxyType({}))
+            ctx = SampleContext(time.time(), MappingProxyType({}))
 
             def cold(geo: Geo = geo, ctx: SampleContext = ctx) -> int:
                 geo.lookup.cache_clear()  # type: ignore[attr-defined]

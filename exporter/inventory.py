@@ -1,4 +1,8 @@
-"""The stream inventory: declared streams plus those discovered from processes this round."""
+"""The stream inventory: declared streams plus those discovered from processes this round.
+
+A step of its own in each round, between the processes source and the other sources
+(:class:`Inventory`, run by :mod:`exporter.sampler`): the others sample the streams it lists.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from exporter.config import Config
-from exporter.snapshot import StreamRef
-from exporter.sources.processes import ProcessesResult
+from exporter.sources import StreamRef
+from exporter.sources.processes_result import ProcessesResult
 from exporter.watchedfile import WatchedFile
 
 log = logging.getLogger(__name__)
@@ -78,3 +82,16 @@ def build_inventory(
         )
     return MappingProxyType(out)
 
+
+
+class Inventory:
+    """The inventory step: :func:`build_inventory` with the stream names file, read again when it changes."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._names = NamesFile(config.streams.names.file if config.streams.names else None)
+
+    def build(self, processes: ProcessesResult | None) -> Mapping[str, StreamRef]:
+        """The round's inventory; ``processes`` None gives the declared streams only (what the processes
+        source is given, and the inventory of a round where it failed)."""
+        return build_inventory(self._config, processes, self._names.names())

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from exporter.actions import build_actions
 from exporter.config import Config
 from exporter.geo import Geo
+from exporter.inventory import Inventory
 from exporter.linesample import read_key, sample_lines
 from exporter.metrics import FAMILIES, Family, SnapshotCollector
 from exporter.metrics.exposition import MetricsRegistry
@@ -25,7 +26,7 @@ from exporter.metrics.geoip import GeoIPCollector
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import Source
-from exporter.sources.accesslog import AccessLogResult, AccessLogSource
+from exporter.sources.accesslog import AccessLogSource
 from exporter.sources.errorlogs import ErrorLogSource
 from exporter.sources.hls import HlsSource
 from exporter.sources.paneldb import PanelDbSource
@@ -89,7 +90,7 @@ def _line_sample_family(config: Config) -> Family | None:
     key = read_key(path)
 
     def collect(snap: Snapshot) -> Iterator[Metric]:
-        log = snap.result("accesslog", AccessLogResult)
+        log = snap.accesslog
         sampled = GaugeMetricFamily(
             "iptv_lines_sampled",
             "1 for each online line in the fleet-wide keyed-hash sample (1/64 of lines); the label is 32 bits "
@@ -112,7 +113,7 @@ def build_runtime(
     """Every part the config asks for, wired. The keyword arguments are the host the parts look at: the real
     one by default; the golden test (tests/test_golden.py) passes a captured /proc, a recorded sock_diag dump
     and a fixed clock, so the whole pipeline runs on a known host."""
-    sources: list[Source] = []
+    sources: list[Source[object]] = []
     families: list[Family] = [*FAMILIES, _node_family(config)]
     line_sample = _line_sample_family(config)
     if line_sample is not None:
@@ -139,7 +140,7 @@ def build_runtime(
     state = state_path(config)  # discovered streams remembered across restarts (docs/inventory.md)
     processes = ProcessesSource(config, proc_root, memory=StreamMemory(state) if state is not None else None,
                                 clock=clock)
-    sampler = Sampler(config, sources, processes, clock)
+    sampler = Sampler(config, processes, Inventory(config), sources, clock)
     registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
     for self_collector in self_collectors():
         registry.register(self_collector)

@@ -13,42 +13,54 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from types import MappingProxyType
-from typing import Any
+from typing import TypeVar
 
 from exporter.config import Config
-from exporter.inventory import NamesFile, build_inventory
+from exporter.inventory import Inventory
 from exporter.redact import redact
-from exporter.snapshot import EMPTY, Snapshot, SourceStatus, StreamRef
+from exporter.snapshot import EMPTY, RESULT_FIELDS, Snapshot, SourceStatus
 from exporter.sources import SampleContext, Source
-from exporter.sources.processes import ProcessesResult, ProcessesSource
-from exporter.streamstate import StreamMemory, state_path
+from exporter.sources.processes_result import ProcessesResult
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Snapshot], None]
+R = TypeVar("R")
 
 
 class Sampler:
+    """Runs one round at a time: the processes source, the inventory step, then every other source.
+
+    It is given its parts (runtime.py builds them): ``processes`` first, because the inventory is derived
+    from its result; ``inventory`` turns that result into the round's streams; ``sources`` then sample those
+    streams. Each result goes to the Snapshot field named as its source.
+    """
+
     def __init__(
         self,
         config: Config,
-        sources: Sequence[Source],
-        processes: ProcessesSource | None = None,
+        processes: Source[ProcessesResult],
+        inventory: Inventory,
+        sources: Sequence[Source[object]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        if processes is None:
-            path = state_path(config)
-            processes = ProcessesSource(config, memory=StreamMemory(path) if path is not None else None)
         self.processes = processes
+        self.inventory = inventory
         self.sources = list(sources)
+        names = [processes.name, *(s.name for s in self.sources)]
+        unknown = sorted(set(names) - RESULT_FIELDS)
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"every source needs its own Snapshot field: sources {names}, fields "
+                             f"{sorted(RESULT_FIELDS)}")
         self._clock = clock
         self._snapshot = EMPTY
         self._was_up: dict[str, bool] = {}
+        self._failed_open: dict[str, SourceStatus] = {}
+        self._opened = False
         self._lock = threading.Lock()
+        """Held for a whole round and for close(): rounds never overlap, and no source closes mid-sample."""
         self._listeners: list[Listener] = []
-        self._names = NamesFile(config.streams.names.file if config.streams.names else None)
         self._task: asyncio.Task[None] | None = None
         self.ready = threading.Event()
 
@@ -60,18 +72,35 @@ class Sampler:
         """Call ``listener(snapshot)`` after every round (in the worker thread); the actions verifier uses it."""
         self._listeners.append(listener)
 
-    def _run_source(self, source: Source, ctx: SampleContext) -> tuple[SourceStatus, Any]:
+    def _failed(self, source: Source[object], started: float, exc: Exception) -> SourceStatus:
+        # Redacted: the message may name a path or URL off a command line; it reaches the landing page.
+        error = redact(f"{type(exc).__name__}: {exc}")
+        status = SourceStatus(source.name, False, time.perf_counter() - started, error)
+        if self._was_up.get(source.name, True):
+            log.error("source failed source=%s error=%s", source.name, status.error, exc_info=exc)
+        self._was_up[source.name] = False
+        return status
+
+    def _open(self) -> None:
+        """Open every source once, before the first round. One that fails to open is down for that round
+        with the reason, and is sampled as usual from the next (it copes without what it could not open)."""
+        self._opened = True
+        for source in (self.processes, *self.sources):
+            started = time.perf_counter()
+            try:
+                source.open()
+            except Exception as exc:  # noqa: BLE001 - the one broad catch per source, by design
+                self._failed_open[source.name] = self._failed(source, started, exc)
+
+    def _run_source(self, source: Source[R], ctx: SampleContext) -> tuple[SourceStatus, R | None]:
+        failed_open = self._failed_open.pop(source.name, None)
+        if failed_open is not None:
+            return failed_open, None
         started = time.perf_counter()
         try:
             result = source.sample(ctx)
         except Exception as exc:  # noqa: BLE001 - the one broad catch per source, by design
-            # Redacted: the message may name a path or URL off a command line; it reaches the landing page.
-            error = redact(f"{type(exc).__name__}: {exc}")
-            status = SourceStatus(source.name, False, time.perf_counter() - started, error)
-            if self._was_up.get(source.name, True):
-                log.error("source failed source=%s error=%s", source.name, status.error, exc_info=exc)
-            self._was_up[source.name] = False
-            return status, None
+            return self._failed(source, started, exc), None
         if not self._was_up.get(source.name, True):
             log.info("source recovered source=%s", source.name)
         self._was_up[source.name] = True
@@ -80,21 +109,19 @@ class Sampler:
     def sample_once(self) -> Snapshot:
         """One blocking round. Runs in a worker thread; safe to call directly in tests."""
         with self._lock:
+            if not self._opened:
+                self._open()
             now = self._clock()
-            names = self._names.names()
-            static = build_inventory(self.config, None, names)
-            status, procs = self._run_source(self.processes, SampleContext(now, static, MappingProxyType({})))
+            status, procs = self._run_source(self.processes, SampleContext(now, self.inventory.build(None)))
             statuses = [status]
-            results: dict[str, Any] = {self.processes.name: procs} if procs is not None else {}
-            streams: MappingProxyType[str, StreamRef] | Any = build_inventory(
-                self.config, procs if isinstance(procs, ProcessesResult) else None, names
-            )
+            results: dict[str, object] = {self.processes.name: procs}
+            streams = self.inventory.build(procs)
+            ctx = SampleContext(now, streams, procs)
             for source in self.sources:
-                status, result = self._run_source(source, SampleContext(now, streams, MappingProxyType(results)))
+                status, results[source.name] = self._run_source(source, ctx)
                 statuses.append(status)
-                if result is not None:
-                    results[source.name] = result
-            snap = Snapshot(now, True, streams, tuple(statuses), MappingProxyType(results))
+            # By name: the field of each source's result (checked in __init__; its type by tests/test_snapshot.py)
+            snap = Snapshot(now, True, streams, tuple(statuses), **results)  # type: ignore[arg-type]
             self._snapshot = snap
         self.ready.set()
         for listener in self._listeners:
@@ -130,9 +157,11 @@ class Sampler:
         self.close()
 
     def close(self) -> None:
-        """Release what the sources hold open (followed log files); the sampler is not used afterwards."""
+        """Release what the sources hold open (followed log files, sockets, connections); idempotent. The
+        sampler is not used afterwards."""
         with self._lock:
             for source in (self.processes, *self.sources):
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
+                try:
+                    source.close()
+                except Exception:  # noqa: BLE001 - one source failing to close must not keep the others open
+                    log.exception("source close failed source=%s", source.name)

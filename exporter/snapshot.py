@@ -1,27 +1,24 @@
-"""What one sampling round produced: immutable, so a scrape can render it while the next round runs."""
+"""What one sampling round produced: immutable, so a scrape can render it while the next round runs.
+
+One typed field per source, named as the source is (``Source.name``): a consumer reads ``snap.sockets``,
+and mypy checks what it does with it. A field is None when its source is not configured, or failed this
+round (``statuses`` says which). Adding a source adds a field here; tests/test_snapshot.py checks that
+every source the runtime wires returns its field's type.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, TypeVar
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamRef:
-    """One stream of the inventory: declared in the config, discovered from a process, or both."""
-
-    id: str
-    name: str
-    declared: bool
-    playlist: str | None = None
-    progress: str | None = None
-    restartable: bool = True
-    """Whether an action may run for it: declared, or discovered from a process of an owner the discovery
-    rules allow (the receiver consults this, whoever sent the alert)."""
+from exporter.sources import StreamRef
+from exporter.sources.accesslog import AccessLogResult
+from exporter.sources.errorlogs import ErrorsResult
+from exporter.sources.hls import HlsResult
+from exporter.sources.processes_result import ProcessesResult
+from exporter.sources.progress import ProgressResult
+from exporter.sources.sockets import SocketsResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +36,22 @@ class Snapshot:
     """False only for the empty snapshot that exists before the first round finished."""
     streams: Mapping[str, StreamRef] = field(default_factory=lambda: MappingProxyType({}))
     statuses: tuple[SourceStatus, ...] = ()
-    results: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    processes: ProcessesResult | None = None
+    progress: ProgressResult | None = None
+    hls: HlsResult | None = None
+    errors: ErrorsResult | None = None
+    sockets: SocketsResult | None = None
+    accesslog: AccessLogResult | None = None
+    paneldb: AccessLogResult | None = None
+    """The panel database's live connections, in the access log's shape."""
 
-    def result(self, name: str, kind: type[T]) -> T | None:
-        """The result of source ``name`` if it ran and succeeded this round, typed."""
-        value = self.results.get(name)
-        return value if isinstance(value, kind) else None
+    @property
+    def viewers(self) -> AccessLogResult | None:
+        """This round's viewer figures: the panel DB's where it is configured, else the access log's."""
+        return self.paneldb if self.paneldb is not None else self.accesslog
 
+
+RESULT_FIELDS = frozenset(f.name for f in fields(Snapshot)) - {"timestamp", "complete", "streams", "statuses"}
+"""The names a source may have: each is the Snapshot field its result fills."""
 
 EMPTY = Snapshot(timestamp=0.0, complete=False)

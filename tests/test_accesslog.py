@@ -264,9 +264,9 @@ def test_follows_the_file_from_its_end(tmp_path: Path) -> None:
     try:
         from types import MappingProxyType
 
-        from exporter.snapshot import StreamRef
+        from exporter.sources import StreamRef
 
-        ctx = SampleContext(T0 + 5, MappingProxyType({"5": StreamRef("5", "5", True)}), MappingProxyType({}))
+        ctx = SampleContext(T0 + 5, MappingProxyType({"5": StreamRef("5", "5", True)}))
         assert src.sample(ctx).lines_total == 0  # what was there before the exporter started is history
         with path.open("ab") as fh:
             fh.write(line("192.0.2.1", "/live/new/p/5.ts", nbytes=5) + b"\n" + b"partial")
@@ -342,7 +342,7 @@ def test_a_dropped_source_leaves_no_open_file(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     path.write_bytes(b"")
     src = AccessLogSource(parse_config({"viewers": {"access_log": {"path": str(path)}}}), nowhere)
-    src.sample(SampleContext(T0, MappingProxyType({}), MappingProxyType({})))
+    src.sample(SampleContext(T0, MappingProxyType({})))
     assert src._follower is not None and src._follower.exists
     del src
     gc.collect()  # an unclosed file would raise ResourceWarning here, an error under filterwarnings=error

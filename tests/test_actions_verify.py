@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from exporter.actions.verify import Verifier, Watch, assess, progress_mark
 from exporter.snapshot import Snapshot
-from exporter.sources.processes import ProcessesResult, StreamProcesses
+from exporter.sources.processes_result import ProcessesResult, StreamProcesses
+from exporter.sources.progress import ProgressResult, StreamProgress
 
 
-@dataclass(frozen=True)
-class Progress:
-    frames_total: int
-
-
-@dataclass(frozen=True)
-class ProgressResult:
-    streams: dict[str, Progress]
+def _progress(frames: int) -> StreamProgress:
+    return StreamProgress("7", "file", 1.0, 25.0, 1.0, frames / 25, frames, 0, 0, 1, False)
 
 
 def snap(ts: float, pids: tuple[int, ...], frames: int | None = None) -> Snapshot:
     procs = StreamProcesses("7", pids, 1.0 if pids else None, 0, 0, 0, 0, 0, 0, 0, None, None)
-    results: dict[str, object] = {"processes": ProcessesResult({"7": procs}, 1)}
-    if frames is not None:
-        results["progress"] = ProgressResult({"7": Progress(frames)})
-    return Snapshot(ts, True, MappingProxyType({}), (), MappingProxyType(results))
+    progress = None if frames is None else ProgressResult(
+        MappingProxyType({"7": _progress(frames)}), MappingProxyType({}), MappingProxyType({}))
+    return Snapshot(ts, True, MappingProxyType({}), (), processes=ProcessesResult({"7": procs}, 1), progress=progress)
 
 
 def run(watch: Watch, *snaps: Snapshot) -> list[bool]:
@@ -56,7 +49,7 @@ def test_progress_must_advance() -> None:
     assert run(w, snap(101, (11,), frames=500), snap(102, (11,))) == [False, False]
 
 
-def test_progress_mark_reads_known_fields() -> None:
+def test_progress_mark_reads_the_frames_written() -> None:
     assert progress_mark(snap(1, (1,), frames=3), "7") == 3.0
     assert progress_mark(snap(1, (1,)), "7") is None
     assert progress_mark(snap(1, (1,), frames=3), "8") is None

@@ -81,7 +81,7 @@ def test_standin_writes_hls_and_progress_and_is_discovered_as_ffmpeg(stack: Stac
     assert blocks and blocks[-1].fps == pytest.approx(25.0) and blocks[-1].speed == pytest.approx(1.0)
 
     config = load_config(stack.layout.exporter_config)
-    result = ProcessesSource(config).sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
+    result = ProcessesSource(config).sample(SampleContext(time.time(), MappingProxyType({})))
     found = result.streams[SPEC.id]
     assert found.pids == (pid,)
     assert psutil.Process(pid).name() == "ffmpeg"

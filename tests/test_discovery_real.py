@@ -25,7 +25,8 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.sources import SampleContext
-from exporter.sources.processes import ProcessesResult, ProcessesSource
+from exporter.sources.processes import ProcessesSource
+from exporter.sources.processes_result import ProcessesResult
 from tests.helpers import Proc, http_server, require_binary, wait_until
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like 
 
 
 def sample(source: ProcessesSource) -> ProcessesResult:
-    return source.sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
+    return source.sample(SampleContext(time.time(), MappingProxyType({})))
 
 
 def pids_of(result: ProcessesResult, stream: str) -> set[int]:

@@ -10,7 +10,7 @@ from exporter.config import ConfigError, parse_config
 from exporter.config.health import ErrorLog, Errors
 from exporter.sources import SampleContext
 from exporter.sources.errorlogs import CompiledLog, ErrorLogSource, ErrorsResult, classify, parse_line
-from exporter.sources.processes import ProcessesResult, StreamProcesses
+from exporter.sources.processes_result import ProcessesResult, StreamProcesses
 
 
 @pytest.mark.parametrize(
@@ -161,8 +161,7 @@ def run(source: ErrorLogSource, exits: dict[str, int] | None = None) -> ErrorsRe
     if exits is not None:
         procs = ProcessesResult({s: StreamProcesses(s, (), None, 0, 0, 0, 0, 0, 0, n, None, None)
                                  for s, n in exits.items()}, 0)
-    results = MappingProxyType({"processes": procs} if procs else {})
-    return source.sample(SampleContext(1.0, MappingProxyType({}), results))
+    return source.sample(SampleContext(1.0, MappingProxyType({}), procs))
 
 
 def test_source_follows_globs_and_merges_exits(tmp_path: Path, source_factory: list[ErrorLogSource]) -> None:

@@ -6,8 +6,7 @@ from types import MappingProxyType
 
 import pytest
 
-from exporter.snapshot import StreamRef
-from exporter.sources import SampleContext
+from exporter.sources import SampleContext, StreamRef
 from exporter.sources.hls import (
     HlsSource,
     Playlist,
@@ -100,7 +99,7 @@ def test_empty_playlist_counts_nothing() -> None:
 
 def ctx(now: float, playlists: dict[str, str | None]) -> SampleContext:
     refs = {s: StreamRef(s, s, True, playlist=p) for s, p in playlists.items()}
-    return SampleContext(now, MappingProxyType(refs), MappingProxyType({}))
+    return SampleContext(now, MappingProxyType(refs))
 
 
 def test_source_reads_playlists_and_counts(tmp_path: Path) -> None:

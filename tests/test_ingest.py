@@ -136,7 +136,7 @@ def test_network_ingest_follows_what_the_origin_served(tmp_path: Path, served, p
     source = ProcessesSource(config)
 
     def ingest() -> float:
-        res = source.sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
+        res = source.sample(SampleContext(time.time(), MappingProxyType({})))
         return res.streams[STREAM].read_bytes_total if STREAM in res.streams else 0.0
 
     def close_to_served(label: str) -> float:

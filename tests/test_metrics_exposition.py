@@ -19,7 +19,8 @@ from exporter.config import parse_config
 from exporter.metrics import SnapshotCollector
 from exporter.metrics.exposition import MetricsRegistry
 from exporter.runtime import Runtime, build_runtime
-from exporter.snapshot import Snapshot, StreamRef
+from exporter.snapshot import Snapshot
+from exporter.sources import StreamRef
 from tests.helpers import require_binary
 
 ACCEPTS = {

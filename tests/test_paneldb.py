@@ -12,11 +12,14 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.geo import GeoInfo
+from exporter.inventory import Inventory
 from exporter.metrics.viewers import collect
 from exporter.sampler import Sampler
-from exporter.snapshot import Snapshot, StreamRef
-from exporter.sources import SampleContext
+from exporter.snapshot import Snapshot
+from exporter.sources import SampleContext, StreamRef
+from exporter.sources.accesslog import AccessLogResult
 from exporter.sources.paneldb import PanelDbError, PanelDbSource, parse_rows, query
+from exporter.sources.processes import ProcessesSource
 from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB, mariadb
 
 pytestmark = pytest.mark.slow
@@ -45,8 +48,8 @@ def _config(tmp: Path, db: MariaDB, schema: str, **extra: object) -> dict[str, o
 INVENTORY = MappingProxyType({s: StreamRef(s, s, True) for s in ("31", "32")})
 
 
-def _sample(source: PanelDbSource, now: float) -> object:
-    return source.sample(SampleContext(now, INVENTORY, MappingProxyType({})))
+def _sample(source: PanelDbSource, now: float) -> AccessLogResult:
+    return source.sample(SampleContext(now, INVENTORY))
 
 
 @pytest.mark.parametrize(("schema", "database", "live", "users"), [
@@ -78,12 +81,12 @@ def test_viewers_lines_sharing_from_the_live_table(tmp_path: Path, db: MariaDB, 
     source = PanelDbSource(cfg, _lookup)
     try:
         r = _sample(source, now)
-        assert dict(r.viewers) == {"31": 3, "32": 1}  # type: ignore[attr-defined]
-        assert r.lines_online == 2 and r.sharing_lines == frozenset({"alice"})  # type: ignore[attr-defined]
-        (alice,) = r.sharing  # type: ignore[attr-defined]
+        assert dict(r.viewers) == {"31": 3, "32": 1}
+        assert r.lines_online == 2 and r.sharing_lines == frozenset({"alice"})
+        (alice,) = r.sharing
         assert alice.ips == ("127.1.0.5", "127.1.0.6", "127.2.0.7") and alice.countries == ("DE", "NL")
-        assert dict(r.streams) == {}  # type: ignore[attr-defined]  # no bytes in the table: none reported
-        families = {f.name: f for f in collect(Snapshot(now, True, INVENTORY, (), MappingProxyType({"paneldb": r})))}
+        assert dict(r.streams) == {}  # no bytes in the table: none reported
+        families = {f.name: f for f in collect(Snapshot(now, True, INVENTORY, (), paneldb=r))}
         assert [(s.labels, s.value) for s in families["iptv_stream_viewers"].samples] == [
             ({"stream": "31"}, 3), ({"stream": "32"}, 1)]
         assert families["iptv_lines_sharing_suspected"].samples[0].value == 1
@@ -93,8 +96,8 @@ def test_viewers_lines_sharing_from_the_live_table(tmp_path: Path, db: MariaDB, 
         # A viewer leaves (the panel deletes its row): one ended session, as long as it was open.
         db.execute(f"DELETE FROM `{live}` WHERE `user_ip` = '127.2.0.7'", database=database)
         r = _sample(source, now + 10)
-        assert dict(r.viewers) == {"31": 3} and r.sessions.count == 1  # type: ignore[attr-defined]
-        assert r.sessions.sum == pytest.approx(80, abs=1)  # type: ignore[attr-defined]  # start to last seen
+        assert dict(r.viewers) == {"31": 3} and r.sessions.count == 1
+        assert r.sessions.sum == pytest.approx(80, abs=1)  # start to last seen
     finally:
         source.close()
 
@@ -118,7 +121,7 @@ def test_database_down_marks_only_this_source_down(tmp_path: Path, db: MariaDB) 
     source = PanelDbSource(cfg, _lookup)
     with pytest.raises(PanelDbError, match=f"panel database {EXPORTER_USER}@.*/xui.lines_live: OperationalError"):
         _sample(source, time.time())
-    sampler = Sampler(cfg, [source])
+    sampler = Sampler(cfg, ProcessesSource(cfg), Inventory(cfg), [source])
     snap = sampler.sample_once()
     status = {s.name: s.up for s in snap.statuses}
     assert status == {"processes": True, "paneldb": False}
@@ -131,7 +134,7 @@ def test_database_down_marks_only_this_source_down(tmp_path: Path, db: MariaDB) 
         for (ident,) in cur.fetchall():
             cur.execute(f"KILL {int(ident)}")
     assert {s.name: s.up for s in sampler.sample_once().statuses}["paneldb"] is True
-    source.close()
+    sampler.close()
 
 
 def test_query_and_rows_are_pure_and_bounded() -> None:

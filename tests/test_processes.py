@@ -13,8 +13,10 @@ from exporter.errors import ConfigError
 from exporter.inventory import build_inventory
 from exporter.sources.discovery import match, rules_from_config
 from exporter.sources.ffmpeg_argv import parse_ffmpeg_argv
-from exporter.sources.processes import ProcessesSource, ProcInfo, output_hints, stream_of
+from exporter.sources.proccarry import output_hints
+from exporter.sources.processes import ProcessesSource
 from exporter.sources.procevents import ProcEvent
+from exporter.sources.procscan import ProcInfo, stream_of
 from exporter.streamstate import StreamMemory
 from tests.helpers import REPO
 

@@ -12,7 +12,7 @@ import pytest
 from exporter.config import parse_config
 from exporter.sources import SampleContext
 from exporter.sources.discovery import match, rules_from_config
-from exporter.sources.processes import ProcessesSource, ProcScan
+from exporter.sources.processes import ProcessesSource
 from exporter.sources.procfs import (
     ProcFs,
     Stat,
@@ -25,6 +25,7 @@ from exporter.sources.procfs import (
     parse_statm,
     parse_uid,
 )
+from exporter.sources.procscan import ProcScan
 from tests.helpers import wait_until
 
 # The shape of a stat line captured on the benchmark host (kernel 6.18), with an ffmpeg's name and figures
@@ -136,7 +137,7 @@ Row = tuple[tuple[int, ...], float, int, float | None, int | None, int, float]
 
 
 def sample(source: ProcessesSource) -> dict[str, Row]:
-    result = source.sample(SampleContext(time.time(), MappingProxyType({}), MappingProxyType({})))
+    result = source.sample(SampleContext(time.time(), MappingProxyType({})))
     return {s: (p.pids, p.cpu_seconds_total, p.resident_memory_bytes, p.read_bytes_total, p.open_fds, p.threads,
                 p.start_time or 0.0) for s, p in result.streams.items()}
 

@@ -6,8 +6,7 @@ from types import MappingProxyType
 
 import pytest
 
-from exporter.snapshot import StreamRef
-from exporter.sources import SampleContext
+from exporter.sources import SampleContext, StreamRef
 from exporter.sources.progress import (
     MAX_TAIL,
     Block,
@@ -133,7 +132,7 @@ def test_tracker_keeps_last_known_on_na_and_zero_after_end() -> None:
 
 def ctx(now: float, **streams: str | None) -> SampleContext:
     refs = {s: StreamRef(s, s, True, progress=p) for s, p in streams.items()}
-    return SampleContext(now, MappingProxyType(refs), MappingProxyType({}))
+    return SampleContext(now, MappingProxyType(refs))
 
 
 def test_file_source_reads_new_blocks_and_restarts(tmp_path: Path) -> None:

@@ -4,44 +4,97 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
-from exporter.config import parse_config
-from exporter.inventory import NamesFile
+from exporter.config import Config, parse_config
+from exporter.inventory import Inventory, NamesFile
 from exporter.sampler import Sampler
-from exporter.sources import SampleContext
-from exporter.sources.processes import ProcessesResult, ProcessesSource
+from exporter.sources import SampleContext, StreamRef
+from exporter.sources.hls import HlsResult
+from exporter.sources.processes import ProcessesSource
+from exporter.sources.processes_result import ProcessesResult
+from exporter.sources.progress import ProgressResult
 
 
 class _NoProcesses(ProcessesSource):
+    """No process runs: the inventory is the declared streams. Without a /proc root, so no events listener."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config, proc_root=None)
+
     def sample(self, ctx: SampleContext) -> ProcessesResult:
         return self.update({})
 
 
-class _Failing:
-    name = "failing"
+class _Recording:
+    """A source that records its lifecycle and what each round gave it, then fails or returns ``result``."""
 
-    def sample(self, ctx: SampleContext) -> None:
-        raise OSError(2, "No such file or directory", "http://prov:pw1@origin/live/u1/pw2/1.ts")
+    def __init__(self, name: str, result: object = None, fail_open: bool = False) -> None:
+        self.name = name
+        self.result = result
+        self.fail_open = fail_open
+        self.calls: list[str] = []
+        self.contexts: list[SampleContext] = []
+
+    def open(self) -> None:
+        self.calls.append("open")
+        if self.fail_open:
+            raise PermissionError(13, "Permission denied", "http://ro:pw3@db/live")
+
+    def sample(self, ctx: SampleContext) -> object:
+        self.calls.append("sample")
+        self.contexts.append(ctx)
+        if self.result is None:
+            raise OSError(2, "No such file or directory", "http://prov:pw1@origin/live/u1/pw2/1.ts")
+        return self.result
+
+    def close(self) -> None:
+        self.calls.append("close")
 
 
-class _Working:
-    name = "working"
-
-    def sample(self, ctx: SampleContext) -> int:
-        return 42
+HLS = HlsResult(MappingProxyType({}))
+PROGRESS = ProgressResult(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
 
 
 def test_a_failing_source_is_down_with_a_redacted_error_and_the_others_keep_going() -> None:
     config = parse_config({"node": "n"})
-    snap = Sampler(config, [_Failing(), _Working()], processes=_NoProcesses(config), clock=lambda: 1000.0).sample_once()
+    failing, working = _Recording("progress"), _Recording("hls", HLS)
+    snap = Sampler(config, _NoProcesses(config), Inventory(config), [failing, working],
+                   clock=lambda: 1000.0).sample_once()
     statuses = {s.name: s for s in snap.statuses}
-    assert [statuses[n].up for n in ("processes", "failing", "working")] == [True, False, True]
-    error = statuses["failing"].error or ""
+    assert [statuses[n].up for n in ("processes", "progress", "hls")] == [True, False, True]
+    error = statuses["progress"].error or ""
     assert error.startswith("FileNotFoundError: ") and "No such file or directory" in error
     assert "pw1" not in error and "pw2" not in error and "u1" not in error and "<redacted>" in error
-    assert snap.results["working"] == 42 and "failing" not in snap.results
+    assert snap.hls is HLS and snap.progress is None and snap.processes is not None
+
+
+def test_sources_open_once_see_the_inventory_and_processes_and_close_on_stop() -> None:
+    config = parse_config({"node": "n", "streams": {"static": [{"id": "7", "name": "Seven"}]}})
+    hls, progress = _Recording("hls", HLS), _Recording("progress", PROGRESS, fail_open=True)
+    sampler = Sampler(config, _NoProcesses(config), Inventory(config), [hls, progress])
+    first, second = sampler.sample_once(), sampler.sample_once()
+    # A source that fails to open is down for the first round with the reason (redacted), then sampled.
+    assert [s.up for s in first.statuses] == [True, True, False]
+    assert "Permission denied" in (first.statuses[2].error or "") and "pw3" not in (first.statuses[2].error or "")
+    assert first.progress is None and second.progress is PROGRESS
+    assert hls.calls == ["open", "sample", "sample"] and progress.calls == ["open", "sample"]
+    ctx = hls.contexts[0]
+    assert ctx.streams == {"7": StreamRef("7", "Seven", True)} and ctx.streams is first.streams
+    assert ctx.processes is first.processes and ctx.processes is not None
+    sampler.close()
+    sampler.close()  # idempotent: every source is closed each time, and may be closed twice
+    assert hls.calls[-2:] == ["close", "close"] and progress.calls[-1] == "close"
+
+
+def test_a_source_without_a_snapshot_field_is_refused_at_start() -> None:
+    config = parse_config({"node": "n"})
+    with pytest.raises(ValueError, match="every source needs its own Snapshot field"):
+        Sampler(config, _NoProcesses(config), Inventory(config), [_Recording("nonesuch", HLS)])
+    with pytest.raises(ValueError, match="every source needs its own Snapshot field"):
+        Sampler(config, _NoProcesses(config), Inventory(config), [_Recording("hls", HLS), _Recording("hls", HLS)])
 
 
 def test_names_file_read_on_change_and_missing_file_warns_once(tmp_path: Path,

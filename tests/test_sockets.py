@@ -223,7 +223,7 @@ def pairs() -> Iterator[list[Pairs]]:
 
 
 def _ctx() -> SampleContext:
-    return SampleContext(time.time(), MappingProxyType({}), MappingProxyType({}))
+    return SampleContext(time.time(), MappingProxyType({}))
 
 
 def _drain(c: socket.socket, n: int) -> None:

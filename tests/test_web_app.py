@@ -11,12 +11,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.config import parse_config
+from exporter.inventory import Inventory
 from exporter.metrics import SnapshotCollector
 from exporter.metrics.exposition import MetricsRegistry
 from exporter.sampler import Sampler
 from exporter.snapshot import Snapshot
 from exporter.sources import SampleContext
-from exporter.sources.processes import ProcessesResult, ProcessesSource
+from exporter.sources.processes import ProcessesSource
+from exporter.sources.processes_result import ProcessesResult
 from exporter.web.app import create_app
 
 
@@ -27,7 +29,7 @@ class _NoProcesses(ProcessesSource):
 
 def test_a_slow_metrics_encoding_does_not_block_other_requests() -> None:
     config = parse_config({"node": "n"})
-    sampler = Sampler(config, [], processes=_NoProcesses(config))
+    sampler = Sampler(config, _NoProcesses(config), Inventory(config))
     entered, release = threading.Event(), threading.Event()
     released: list[bool] = []
 

@@ -13,35 +13,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from exporter.snapshot import Snapshot
-from exporter.sources.processes import ProcessesResult
 
 ProgressProbe = Callable[[Snapshot, str], float | None]
 """A number that grows while the stream makes progress (frames written), or None where it is not known."""
 
-_PROGRESS_FIELDS = ("frames_total", "frame", "frames", "out_time_seconds")
-
 
 def progress_mark(snap: Snapshot, stream: str) -> float | None:
-    """The stream's progress from the ``progress`` source's result, if that source ran and knows the stream.
-
-    Read by field name (``frames_total``, ``frame``, ``frames`` or ``out_time_seconds`` on the per-stream
-    entry of ``result.streams``) so this module does not depend on the progress source's internals.
-    """
-    result: Any = snap.results.get("progress")
-    streams = getattr(result, "streams", None)
-    if not isinstance(streams, Mapping):
-        return None
-    entry = streams.get(stream)
-    for name in _PROGRESS_FIELDS:
-        value = getattr(entry, name, None) if entry is not None else None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return None
+    """The stream's frames written (``frames_total``, kept monotonic across ffmpeg runs by the progress
+    source), if that source ran this round and has a report for the stream."""
+    entry = snap.progress.streams.get(stream) if snap.progress is not None else None
+    return float(entry.frames_total) if entry is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +56,7 @@ def assess(watch: Watch, snap: Snapshot, probe: ProgressProbe = progress_mark) -
     """Fold one snapshot into the watch; done and ok once a new process is up and (where known) progressing."""
     if snap.timestamp < watch.since or not snap.complete:
         return watch, PENDING
-    procs = snap.result("processes", ProcessesResult)
+    procs = snap.processes
     entry = procs.streams.get(watch.stream) if procs is not None else None
     pids = frozenset(entry.pids) if entry is not None else frozenset()
     new = pids - watch.before

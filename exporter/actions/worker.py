@@ -50,7 +50,6 @@ from exporter.actions.runners import Runner, RunOutcome, Target
 from exporter.actions.verify import Verifier
 from exporter.redact import redact
 from exporter.snapshot import Snapshot
-from exporter.sources.processes import ProcessesResult
 
 log = logging.getLogger(__name__)
 
@@ -484,6 +483,6 @@ def _excerpt(body: bytes) -> str:
 
 
 def _pids(snap: Snapshot, stream: str) -> tuple[int, ...]:
-    procs = snap.result("processes", ProcessesResult)
+    procs = snap.processes
     entry = procs.streams.get(stream) if procs is not None else None
     return entry.pids if entry is not None else ()

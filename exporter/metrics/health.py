@@ -14,9 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.snapshot import Snapshot
-from exporter.sources.errorlogs import KINDS, ErrorsResult
-from exporter.sources.hls import HlsResult
-from exporter.sources.progress import ProgressResult
+from exporter.sources.errorlogs import KINDS
 
 L = ["stream"]
 T = TypeVar("T")
@@ -32,7 +30,7 @@ def _inventory_entries(snap: Snapshot, entries: Mapping[str, T]) -> Iterator[tup
 
 
 def _progress(snap: Snapshot) -> Iterator[Metric]:
-    result = snap.result("progress", ProgressResult)
+    result = snap.progress
     if result is None:
         return
     fps = GaugeMetricFamily("iptv_stream_fps", "Frames per second ffmpeg reported last (0 once it ended).", labels=L)
@@ -80,7 +78,7 @@ def _progress(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _hls(snap: Snapshot) -> Iterator[Metric]:
-    result = snap.result("hls", HlsResult)
+    result = snap.hls
     if result is None:
         return
     present = GaugeMetricFamily(
@@ -121,7 +119,7 @@ def _hls(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _errors(snap: Snapshot) -> Iterator[Metric]:
-    result = snap.result("errors", ErrorsResult)
+    result = snap.errors
     if result is None:
         return
     errors = CounterMetricFamily(

@@ -8,7 +8,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.snapshot import Snapshot
-from exporter.sources.processes import ProcessesResult
 
 
 def collect(snap: Snapshot) -> Iterator[Metric]:
@@ -22,7 +21,7 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
         info.add_metric([ref.id, ref.name, "declared" if ref.declared else "discovered"], 1)
     yield info
 
-    procs = snap.result("processes", ProcessesResult)
+    procs = snap.processes
     if procs is None and snap.complete:
         return  # the source failed: absent series rather than a false "down" (source_up says why)
     L = ["stream"]

@@ -14,8 +14,6 @@ from prometheus_client.metrics_core import Metric
 
 from exporter.snapshot import Snapshot
 from exporter.sources.accesslog import CODES, AccessLogResult
-from exporter.sources.paneldb import viewers_result
-from exporter.sources.sockets import SocketsResult
 
 
 def collect(snap: Snapshot) -> Iterator[Metric]:
@@ -24,8 +22,8 @@ def collect(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _access_log(snap: Snapshot) -> Iterator[Metric]:
-    from_log = snap.result("accesslog", AccessLogResult)
-    log = viewers_result(snap)
+    from_log = snap.accesslog
+    log = snap.viewers
     if log is None:
         return  # not configured, or failed this round (iptv_exporter_source_up says which)
     S = ["stream"]
@@ -93,7 +91,7 @@ def _le(bound: float) -> str:
 
 
 def _sockets(snap: Snapshot) -> Iterator[Metric]:
-    socks = snap.result("sockets", SocketsResult)
+    socks = snap.sockets
     if socks is None:
         return
     countries = GaugeMetricFamily("iptv_connections", "Established viewer connections by country.", labels=["country"])

@@ -424,6 +424,9 @@ class AccessLogSource:
         self.skipped_total = 0
         self._warned_full = False
 
+    def open(self) -> None:
+        """Nothing yet: the log is opened at the first sample (see ``_follower``)."""
+
     def close(self) -> None:
         follower = getattr(self, "_follower", None)  # also from __del__ after a failed __init__
         if follower is not None:

@@ -25,7 +25,6 @@ from exporter.config.health import ErrorLog, Errors
 from exporter.config.streams import STREAM_ID
 from exporter.linear_re import LinearPattern, compile_linear
 from exporter.sources import SampleContext
-from exporter.sources.processes import ProcessesResult
 from exporter.sources.tail import FileFollower
 
 log = logging.getLogger(__name__)
@@ -193,6 +192,9 @@ class ErrorLogSource:
         self._logs = [_LogState(CompiledLog.of(entry)) for entry in config.logs]
         self._counts: dict[str, dict[str, int]] = {}
 
+    def open(self) -> None:
+        """Nothing to open here: the globs are expanded and new files followed every round."""
+
     def close(self) -> None:
         for state in self._logs:
             for followed in state.files.values():
@@ -252,8 +254,8 @@ class ErrorLogSource:
             for followed in state.files.values():
                 self._read(state, followed)
         out = {stream: dict(kinds) for stream, kinds in self._counts.items()}
-        procs = ctx.results.get("processes")
-        if self.exits and isinstance(procs, ProcessesResult):
+        procs = ctx.processes
+        if self.exits and procs is not None:
             for stream, p in procs.streams.items():
                 kinds = out.setdefault(stream, {})
                 kinds["exit"] = max(kinds.get("exit", 0), p.exits_total)

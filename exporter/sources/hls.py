@@ -203,6 +203,12 @@ class HlsSource:
     def __init__(self) -> None:
         self._state: dict[str, _State] = {}
 
+    def open(self) -> None:
+        """Nothing to open: each playlist is opened and closed within a round."""
+
+    def close(self) -> None:
+        """Nothing held between rounds."""
+
     def _look(self, stream: str, path: str, now: float) -> StreamPlaylist:
         state = self._state.setdefault(stream, _State())
         if state.file is None or str(state.file.path) != path:  # new, or the stream's playlist moved

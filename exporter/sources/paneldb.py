@@ -26,7 +26,6 @@ from typing import Any
 from exporter.config import Config
 from exporter.config.viewers import PanelDb
 from exporter.errors import ExporterError
-from exporter.snapshot import Snapshot
 from exporter.sources import SampleContext
 from exporter.sources.accesslog import SESSION_BUCKETS, AccessLogResult, Histogram, Lookup, suspected_lines
 
@@ -108,6 +107,10 @@ class PanelDbSource:
         self._session_count = 0
         self.rows_total = 0
         self.skipped_total = 0
+
+    def open(self) -> None:
+        """Nothing yet: the first round connects, so a database that is down marks the source down rather
+        than stopping the exporter from starting."""
 
     def close(self) -> None:
         if self._conn is not None:
@@ -219,7 +222,3 @@ def connect_pymysql(cfg: PanelDb) -> Any:
         write_timeout=cfg.timeout, autocommit=True, charset="utf8mb4",
     )
 
-
-def viewers_result(snap: Snapshot) -> AccessLogResult | None:
-    """This round's viewer figures: the panel DB's where it is configured, else the access log's."""
-    return snap.result(NAME, AccessLogResult) or snap.result("accesslog", AccessLogResult)

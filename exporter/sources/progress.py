@@ -417,6 +417,12 @@ class ProgressSource:
         self._file_skipped = 0
         self._unreadable: set[str] = set()
 
+    def open(self) -> None:
+        """Nothing to open: each progress file is opened and closed within a round."""
+
+    def close(self) -> None:
+        """Nothing held between rounds."""
+
     def _read_file(self, stream: str, path: str) -> StreamProgress | None:
         state = self._files.get(stream)
         if state is None:

@@ -438,6 +438,12 @@ class SocketsSource:
         self._excluded: dict[str, bool] = {}
         """peer ip -> in ``viewers.exclude_peers`` (ffmpeg's progress push to the panel's port is no viewer)"""
 
+    def open(self) -> None:
+        """Nothing to open: each round's netlink socket is opened and closed within the round."""
+
+    def close(self) -> None:
+        """Nothing held between rounds."""
+
     def excluded(self, ip: str) -> bool:
         """Whether connections from ``ip`` are left out (not viewers, no bytes, no geo); cached per address."""
         if not self._exclude:

@@ -26,8 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.geo import GeoInfo, Lookup
 from exporter.snapshot import Snapshot
-from exporter.sources.paneldb import viewers_result
-from exporter.sources.sockets import Connection, SocketsResult
+from exporter.sources.sockets import Connection
 from exporter.web.auth import BearerToken, unauthorized
 from exporter.web.errorbody import error_response
 
@@ -50,8 +49,8 @@ def _geo_fields(g: GeoInfo) -> Row:
 
 def live_viewers(snap: Snapshot, lookup: Lookup, now: float) -> list[Row]:
     """One row per client on a stream, plus one per connection of an IP with no such client. Pure."""
-    socks = snap.result("sockets", SocketsResult)
-    log_result = viewers_result(snap)
+    socks = snap.sockets
+    log_result = snap.viewers
     by_ip: dict[str, list[Connection]] = {}
     for c in socks.connections if socks else ():
         by_ip.setdefault(c.peer_ip, []).append(c)
@@ -107,7 +106,7 @@ def filter_rows(rows: Sequence[Row], query: Mapping[str, str]) -> list[Row]:
 
 
 def sharing_rows(snap: Snapshot) -> list[Row]:
-    log_result = viewers_result(snap)
+    log_result = snap.viewers
     if log_result is None:
         return []
     return [
