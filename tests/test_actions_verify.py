@@ -1,14 +1,24 @@
-"""Verification with literal snapshots: a new process must come up, and progress advance where known."""
+"""Verification: a new process must come up, and progress advance where known. Literal snapshots, and once
+with a real ffmpeg restarted under the real sampler."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from types import MappingProxyType
 
+import pytest
+
 from exporter.actions.verify import Verifier, Watch, assess, progress_mark
+from exporter.config import parse_config
+from exporter.runtime import build_runtime
 from exporter.snapshot import Snapshot
 from exporter.sources.processes_result import ProcessesResult, StreamProcesses
 from exporter.sources.progress import ProgressResult, StreamProgress
+from tests.helpers import Proc, ffmpeg_hls_argv, wait_until
 
 
 def _progress(frames: int) -> StreamProgress:
@@ -66,3 +76,56 @@ def test_verifier_waits_for_snapshots_and_gives_up() -> None:
     assert not verdict.ok and "not verified within 0.3s" in verdict.detail
     stop.set()
     assert v.wait("7", frozenset(), since=0, timeout=10, stop=stop).detail == "the exporter is stopping"
+
+
+@pytest.mark.slow
+def test_a_restart_is_verified_on_frames_a_real_ffmpeg_writes_to_its_progress_file(
+    tmp_path: Path, procs: Callable[..., Proc]
+) -> None:
+    """The typed path end to end: the progress source reads ffmpeg's ``-progress`` file, the snapshot carries
+    it, and the verifier sees the new process's frames advance (counted on from the old run's)."""
+    playlist, progress = tmp_path / "v7.m3u8", tmp_path / "v7.progress"
+    argv = ffmpeg_hls_argv(playlist, progress=str(progress))
+    rt = build_runtime(parse_config({
+        "node": "n", "viewers": {"ports": [], "access_log": None},
+        "streams": {"discover": [], "process_events": "off", "static": [
+            {"id": "7", "cmdline": re.escape(str(playlist)), "progress": str(progress)}]},
+    }))
+    verifier = Verifier()
+    rt.sampler.subscribe(verifier.on_snapshot)
+
+    def frames() -> tuple[frozenset[int], int] | None:
+        snap = rt.sampler.sample_once()
+        pids = snap.processes.streams["7"].pids if snap.processes and "7" in snap.processes.streams else ()
+        mark = progress_mark(snap, "7")
+        return (frozenset(pids), int(mark)) if pids and mark else None
+
+    try:
+        first = procs(argv, log=tmp_path / "first.log")
+        before, old_frames = wait_until(frames, timeout=30, what="the first ffmpeg's progress")
+        first.stop()
+        since = time.time()
+        second = procs(argv, log=tmp_path / "second.log")
+        stop, sampling = threading.Event(), threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                rt.sampler.sample_once()
+                sampling.set()
+                stop.wait(0.3)  # a sampling interval, as the sampler's own loop waits
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            verdict = verifier.wait("7", before, since, timeout=40, stop=threading.Event())
+        finally:
+            stop.set()
+            sampler.join(10)
+    finally:
+        rt.sampler.close()
+    assert verdict.ok, verdict.detail
+    found = re.search(r"new process\(es\) \[(\d+)\] up, progress (\d+) -> (\d+)", verdict.detail)
+    assert found is not None, verdict.detail
+    pid, start, end = (int(g) for g in found.groups())
+    assert pid == second.pid and pid not in before
+    assert old_frames <= start < end  # counted on across the restart, and advancing in the new run
