@@ -90,8 +90,8 @@ def test_signal_runner_term_then_kill_and_the_supervisor_respawns(
                             cooldown="1ms")
     with running(config) as (client, rt, component):
         def pids(stream: str) -> tuple[int, ...]:
-            procs = rt.sampler.snapshot.results.get("processes")
-            entry = procs.streams.get(stream) if procs is not None else None  # type: ignore[attr-defined]
+            procs = rt.sampler.snapshot.processes
+            entry = procs.streams.get(stream) if procs is not None else None
             return tuple(entry.pids) if entry is not None else ()
 
         wait_until(lambda: (tmp_path / "act_8.m3u8.ready").exists(), timeout=20, what="SIGTERM ignored")
