@@ -23,7 +23,7 @@ from exporter.sources import SampleContext
 from exporter.sources.ingest import Holder, IngestMeter
 from exporter.sources.processes import ProcessesSource
 from exporter.sources.procfs import ProcFs
-from exporter.sources.sockets import OwnedSocket
+from exporter.sources.sockdiag import OwnedSocket
 from tests.helpers import Proc, http_server, require_binary, wait_until
 
 pytestmark = pytest.mark.slow

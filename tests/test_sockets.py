@@ -15,7 +15,8 @@ import pytest
 from exporter.config import parse_config
 from exporter.geo import Geo
 from exporter.sources import SampleContext
-from exporter.sources.sockets import (
+from exporter.sources.connections import Connection, aggregate
+from exporter.sources.sockdiag import (
     INET_DIAG_BC_JMP,
     INET_DIAG_BC_S_GE,
     INET_DIAG_BC_S_LE,
@@ -23,12 +24,11 @@ from exporter.sources.sockets import (
     NLMSG_DONE,
     NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
-    SocketsResult,
-    SocketsSource,
-    aggregate,
+    RawSocket,
     parse_dump,
     port_filter,
 )
+from exporter.sources.sockets import SocketsResult, SocketsSource
 from tests.helpers import wait_until
 from tests.mmdb import PLACES, write_dbs
 
@@ -112,24 +112,28 @@ def test_parse_dump_reads_peer_bytes_and_rtt() -> None:
         + _diag_msg(2, 8, socket.AF_INET6, 8080, socket.inet_pton(socket.AF_INET6, "2001:db8::42"), 50001,
                     shutdown + _attr(INET_DIAG_INFO, _tcp_info(900, 42, 7)))
         + _diag_msg(3, 1, socket.AF_INET, 8080, socket.inet_aton("198.51.100.4"), 50002,
-                    _attr(INET_DIAG_INFO, _tcp_info(100, 5, 6)))  # another layout: the offset guess must fail
+                    _attr(INET_DIAG_INFO, _tcp_info(100, 5, 6)))  # another layout: tcp_info at another offset
         + struct.pack("=IHHII", 20, NLMSG_DONE, 2, 1, 0) + b"\0" * 4
     )
-    out: list = []
+    out: list[RawSocket] = []
     assert parse_dump(msgs, len(msgs), out) is True
-    assert [(r[0], r[1], r[6], r[7], r[8]) for r in out] == [
-        (struct.pack("=Q", 1), 1, 1500, 123456, 789),
-        (struct.pack("=Q", 2), 8, 900, 42, 7),
-        (struct.pack("=Q", 3), 1, 100, 5, 6),
+    assert [(r.cookie, r.state, r.local_port, r.peer_port, r.rtt_us, r.bytes_acked, r.bytes_received)
+            for r in out] == [
+        (struct.pack("=Q", 1), 1, 8080, 50000, 1500, 123456, 789),
+        (struct.pack("=Q", 2), 8, 8080, 50001, 900, 42, 7),
+        (struct.pack("=Q", 3), 1, 8080, 50002, 100, 5, 6),
     ]
-    assert socket.inet_ntop(socket.AF_INET6, out[1][4]) == "2001:db8::42"
-    filtered: list = []
-    parse_dump(msgs, len(msgs), filtered, ports=frozenset({struct.pack("!H", 80)}))
+    assert socket.inet_ntop(socket.AF_INET6, out[1].peer_address) == "2001:db8::42"
+    filtered: list[RawSocket] = []
+    parse_dump(msgs, len(msgs), filtered, ports=frozenset({80}))
     assert filtered == []
+    kept: list[RawSocket] = []
+    parse_dump(msgs, len(msgs), kept, ports=frozenset({8080}))
+    assert kept == out
 
 
-def test_parse_dump_reads_a_uniform_datagram_at_once() -> None:
-    """One port's dump: every message has the same layout (the whole run is unpacked in one go), then DONE."""
+def test_parse_dump_reads_a_whole_datagram_and_nothing_after_it() -> None:
+    """One port's dump: 40 sockets then DONE, in a buffer that holds an older datagram's bytes after them."""
     shutdown = _attr(8, b"\0")
     msgs = b"".join(
         _diag_msg(i, 1 if i % 3 else 8, socket.AF_INET, 8080, socket.inet_aton(f"203.0.113.{i}"), 40000 + i,
@@ -139,20 +143,20 @@ def test_parse_dump_reads_a_uniform_datagram_at_once() -> None:
     buffer = bytearray(len(msgs) + 500)  # as recv_into leaves it: old bytes after the datagram
     buffer[: len(msgs)] = msgs
     buffer[len(msgs):] = b"\xff" * 500
-    out: list = []
+    out: list[RawSocket] = []
     assert parse_dump(buffer, len(msgs), out) is True
     assert out == [
-        (struct.pack("=Q", i), 1 if i % 3 else 8, socket.AF_INET, struct.pack("!H", 8080),
-         socket.inet_aton(f"203.0.113.{i}").ljust(16, b"\0"), struct.pack("!H", 40000 + i), 100 * i, 1000 * i, 10 * i)
+        RawSocket(struct.pack("=Q", i), 1 if i % 3 else 8, socket.AF_INET, 8080,
+                  socket.inet_aton(f"203.0.113.{i}").ljust(16, b"\0"), 40000 + i, 100 * i, 1000 * i, 10 * i)
         for i in range(1, 41)
     ]
 
 
 def test_parse_dump_without_tcp_info_and_kernel_errors() -> None:
     msg = _diag_msg(9, 1, socket.AF_INET, 80, socket.inet_aton("192.0.2.1"), 1, _attr(8, b"\0"))
-    out: list = []
+    out: list[RawSocket] = []
     assert parse_dump(msg, len(msg), out) is False  # no DONE yet: the dump goes on in the next datagram
-    assert out[0][6:] == (None, None, None)
+    assert (out[0].rtt_us, out[0].bytes_acked, out[0].bytes_received) == (None, None, None)
     err = struct.pack("=IHHII", 36, NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -errno.EINVAL) + b"\0" * 16
     with pytest.raises(OSError) as caught:
         parse_dump(err, len(err), [])
@@ -161,7 +165,6 @@ def test_parse_dump_without_tcp_info_and_kernel_errors() -> None:
 
 def test_aggregate_top_cities_and_isps_with_the_rest_as_other() -> None:
     from exporter.geo import GeoInfo
-    from exporter.sources.sockets import Connection
 
     places = [GeoInfo("NL", "Amsterdam", 52.37, 4.89, 1136, "KPN")] * 3 + [
         GeoInfo("NL", "Utrecht", 52.09, 5.12, 1136, "KPN"), GeoInfo("DE", "Berlin", 52.52, 13.4, 3320, "DTAG"),

@@ -24,7 +24,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from exporter.sources.sockets import NetlinkUnavailable, OwnedSocket, dump_owned
+from exporter.sources.netlink import NetlinkUnavailable, dump_owned
+from exporter.sources.sockdiag import OwnedSocket
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ import struct
 import sys
 import time
 
-from exporter.sources.sockets import NETLINK_SOCK_DIAG, RECV_BUFFER, diag_request, port_filter
+from exporter.sources.netlink import RECV_BUFFER
+from exporter.sources.sockdiag import NETLINK_SOCK_DIAG, diag_request, port_filter
 
 VIEWERS = [("127.1.0.10", 300_000), ("127.1.0.11", 120_000), ("127.2.0.10", 64_000), ("127.6.0.10", 9_000)]
 """(viewer address, bytes the server sends it): Amsterdam twice, Berlin, São Paulo in tests/mmdb.py's places."""
