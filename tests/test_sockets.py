@@ -24,8 +24,10 @@ from exporter.sources.sockdiag import (
     NLMSG_DONE,
     NLMSG_ERROR,
     SOCK_DIAG_BY_FAMILY,
+    OwnedSocket,
     RawSocket,
     parse_dump,
+    parse_owned,
     port_filter,
 )
 from exporter.sources.sockets import SocketsResult, SocketsSource
@@ -85,10 +87,11 @@ def test_port_filter_accepts_exactly_the_viewer_ports(ports: list[int]) -> None:
 # -- the dump parser on literal bytes -------------------------------------------------------------------
 
 
-def _diag_msg(cookie: int, state: int, family: int, sport: int, dst: bytes, dport: int, attrs: bytes) -> bytes:
+def _diag_msg(cookie: int, state: int, family: int, sport: int, dst: bytes, dport: int, attrs: bytes,
+              inode: int = 0) -> bytes:
     body = struct.pack("=BBBB", family, state, 0, 0) + struct.pack("!HH", sport, dport)
     body += b"\0" * 16 + dst.ljust(16, b"\0") + struct.pack("=I", 0) + struct.pack("=Q", cookie)
-    body += struct.pack("=IIIII", 0, 0, 0, 0, 0) + attrs
+    body += struct.pack("=IIIII", 0, 0, 0, 1000, inode) + attrs
     return struct.pack("=IHHII", 16 + len(body), SOCK_DIAG_BY_FAMILY, 2, 1, 0) + body
 
 
@@ -161,6 +164,33 @@ def test_parse_dump_without_tcp_info_and_kernel_errors() -> None:
     with pytest.raises(OSError) as caught:
         parse_dump(err, len(err), [])
     assert caught.value.errno == errno.EINVAL
+
+
+def test_parse_dump_refuses_a_truncated_message_and_reads_an_old_kernels_tcp_info_as_unknown() -> None:
+    short_info = _attr(INET_DIAG_INFO, _tcp_info(100, 0, 0)[:104])  # Linux < 4.1: no byte counters yet
+    msg = _diag_msg(4, 1, socket.AF_INET, 80, socket.inet_aton("192.0.2.9"), 9, short_info)
+    out: list[RawSocket] = []
+    parse_dump(msg, len(msg), out)
+    assert (out[0].local_port, out[0].rtt_us, out[0].bytes_acked) == (80, None, None)
+    with pytest.raises(OSError) as caught:
+        parse_dump(msg, len(msg) - 8, [])  # the datagram ends inside the message its header announces
+    assert caught.value.errno == errno.EBADMSG
+
+
+def test_parse_owned_reads_inode_peer_and_received_bytes() -> None:
+    mapped = b"\0" * 10 + b"\xff\xff" + socket.inet_aton("203.0.113.5")
+    msgs = (
+        _diag_msg(7, 1, socket.AF_INET6, 40001, mapped, 80, _attr(8, b"\0") + _attr(INET_DIAG_INFO,
+                  _tcp_info(800, 120, 5_000_000)), inode=4242)
+        + _diag_msg(8, 1, socket.AF_INET, 40002, socket.inet_aton("198.51.100.7"), 1935, _attr(8, b"\0"), inode=0)
+        + struct.pack("=IHHII", 20, NLMSG_DONE, 2, 1, 0) + b"\0" * 4
+    )
+    out: list[OwnedSocket] = []
+    assert parse_owned(msgs, len(msgs), out) is True
+    assert out == [
+        OwnedSocket(struct.pack("=Q", 7), 4242, ("203.0.113.5", 80), 5_000_000),  # a v4-mapped peer, as IPv4
+        OwnedSocket(struct.pack("=Q", 8), 0, ("198.51.100.7", 1935), None),  # closing, no tcp_info
+    ]
 
 
 def test_aggregate_top_cities_and_isps_with_the_rest_as_other() -> None:
