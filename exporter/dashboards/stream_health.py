@@ -1,4 +1,8 @@
-"""IPTV / Stream health: the health score, what it is made of, and the raw signals behind it."""
+"""IPTV / Stream health: the health score, what it is made of, and the raw signals behind it.
+
+The rows are built here (score, components, status and HLS tables) and in :mod:`.stream_signals` (signals
+over time) and :mod:`.stream_actions` (automatic actions); :mod:`.per_stream` has the shared pieces.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,21 @@ from exporter.dashboards import links
 from exporter.dashboards.annotations import stream_events
 from exporter.dashboards.base import Json
 from exporter.dashboards.core import dashboard
-from exporter.dashboards.panels import Cell, Override, override, prop, stat, state_mapping, table, target, timeseries
-from exporter.dashboards.promql import NAMED_LEGEND, TOPN, named, rate, sel, standard_variables, top
+from exporter.dashboards.panels import Cell, override, prop, table, target, timeseries
+from exporter.dashboards.per_stream import (
+    COLOUR_TEXT,
+    PRESENT_MAPPING,
+    STREAM_COLUMNS,
+    UP_MAPPING,
+    colour_cells,
+    letters,
+    over_range,
+    per_stream,
+    signal,
+)
+from exporter.dashboards.promql import named, rate, sel, standard_variables
+from exporter.dashboards.stream_actions import action_panels
+from exporter.dashboards.stream_signals import delivery_panels, process_panels, signal_panels
 from exporter.dashboards.variables import datasource_variable
 
 UID = "iptv-stream-health"
@@ -19,52 +36,6 @@ COMPONENTS = ("up", "progress", "playlist", "speed", "restarts", "errors", "drop
 SCORE_STEPS = ((None, "red"), (50, "orange"), (80, "green"))
 """Red below 50, orange below 80, green from 80 (the score is 0-100)."""
 RATIO_STEPS = ((None, "red"), (0.5, "orange"), (0.8, "green"))
-
-UP_MAPPING = state_mapping(("down", "red"), ("up", "green"))
-PRESENT_MAPPING = state_mapping(("missing", "red"), ("present", "green"))
-COLOUR_TEXT = {"type": "color-text"}
-
-
-def over_range(counter: str) -> str:
-    """How much ``counter`` grew over the dashboard's time range, per series."""
-    return f"increase({sel(counter)}[$__range])"
-
-
-def per_stream(aggregation: str, expr: str) -> str:
-    """``aggregation by (node, stream) (expr)``: one series per stream even with several instances."""
-    return f"{aggregation} by (node, stream) ({expr})"
-
-
-def colour_cells(name: str) -> Override:
-    return override(name, prop("custom.cellOptions", {"type": "color-background", "mode": "basic"}))
-
-
-def letters(names: list[str]) -> dict[str, str]:
-    """``{"Value #A": names[0], ...}``: the value columns of a merged table, in query order."""
-    return {f"Value #{chr(ord('A') + i)}": name for i, name in enumerate(names)}
-
-
-STREAM_COLUMNS = {"node": "Node", "stream": "Stream", "name": "Name"}
-
-
-def signal(
-    title: str, description: str, expr: str, unit: str, *, worst: str = "top", size: tuple[int, int] = (8, 8)
-) -> Cell:
-    """One named series per stream (``expr`` grouped by (node, stream)), the ``$topn`` worst of them.
-
-    ``worst`` is ``top`` when high values are bad (age, drops, CPU), ``bottom`` when low ones are (fps).
-    """
-    picked = top(named(expr)) if worst == "top" else f"bottomk({TOPN}, {named(expr)})"
-    return timeseries(
-        title,
-        f"{description} The $topn {'highest' if worst == 'top' else 'lowest'} streams at each moment; "
-        "click a line for that stream alone.",
-        [target(picked, NAMED_LEGEND)],
-        unit=unit,
-        size=size,
-        links=links.SERIES_STREAM,
-    )
-
 
 def score_panels() -> list[Cell]:
     score = per_stream("min", sel(SCORE))
@@ -190,218 +161,6 @@ def hls_table() -> Cell:
             *links.stream_columns(),
         ],
     )
-
-
-def signal_panels() -> list[Cell]:
-    return [
-        signal(
-            "Frame rate",
-            "Frames per second ffmpeg reports on its -progress output.",
-            per_stream("avg", sel("iptv_stream_fps")),
-            "none",
-            worst="bottom",
-        ),
-        signal(
-            "Encoding speed",
-            "ffmpeg's speed as a ratio of real time: below 1 the stream falls behind its source.",
-            per_stream("avg", sel("iptv_stream_speed_ratio")),
-            "none",
-            worst="bottom",
-        ),
-        signal(
-            "Dropped frames",
-            "Frames per second ffmpeg dropped.",
-            per_stream("sum", rate("iptv_stream_dropped_frames_total")),
-            "cps",
-        ),
-        signal(
-            "Frames written",
-            "Frames per second ffmpeg wrote (iptv_stream_frames_total), lowest first: a stalled encoder drops to 0.",
-            per_stream("sum", rate("iptv_stream_frames_total")),
-            "cps",
-            worst="bottom",
-        ),
-        signal(
-            "Duplicated frames",
-            "Frames per second ffmpeg duplicated to keep the output rate (its input delivers too few).",
-            per_stream("sum", rate("iptv_stream_duplicated_frames_total")),
-            "cps",
-        ),
-        signal(
-            "Progress age",
-            "Seconds since ffmpeg's last -progress report: it stops advancing when ffmpeg stalls.",
-            per_stream("max", f"time() - {sel('iptv_stream_progress_timestamp_seconds')}"),
-            "s",
-        ),
-        signal(
-            "Playlist age",
-            "Seconds since each HLS playlist was last rewritten; a live playlist is rewritten every "
-            "segment, so this stays below a few segment durations.",
-            per_stream("max", f"time() - {sel('iptv_stream_playlist_updated_timestamp_seconds')}"),
-            "s",
-        ),
-        timeseries(
-            "Errors",
-            "Stream errors per second by kind (input, decode, exit, other), the $topn largest.",
-            [target(top(f"sum by (node, stream, kind) ({rate('iptv_stream_errors_total')})"),
-                    "{{stream}} ({{node}}) {{kind}}")],
-            unit="cps",
-            size=(8, 8),
-            links=[links.to_stream("${__field.labels.node}", "${__field.labels.stream}", "${__field.labels.stream}")],
-        ),
-        signal(
-            "Restarts",
-            "New processes per stream (a restart by anyone: the panel, a supervisor or an action).",
-            per_stream("sum", f"increase({sel('iptv_stream_restarts_total')}[$__rate_interval])"),
-            "short",
-        ),
-    ]
-
-
-def process_panels() -> list[Cell]:
-    return [
-        signal(
-            "CPU",
-            "CPU time of each stream's processes per second, as a share of one core (200% = two cores busy).",
-            per_stream("sum", rate("iptv_stream_cpu_seconds_total")),
-            "percentunit",
-            size=(6, 8),
-        ),
-        signal(
-            "Memory",
-            "Resident memory of each stream's processes.",
-            per_stream("sum", sel("iptv_stream_resident_memory_bytes")),
-            "bytes",
-            size=(6, 8),
-        ),
-        signal(
-            "Open files",
-            "Open file descriptors of each stream's processes: a steady climb is a leak (sockets, segments).",
-            per_stream("sum", sel("iptv_stream_open_fds")),
-            "short",
-            size=(6, 8),
-        ),
-        signal(
-            "Threads",
-            "Threads of each stream's processes.",
-            per_stream("sum", sel("iptv_stream_threads")),
-            "short",
-            size=(6, 8),
-        ),
-    ]
-
-
-def delivery_panels() -> list[Cell]:
-    responses = "iptv_stream_http_responses_total"
-    bad = per_stream("sum", rate(responses, 'code=~"4xx|5xx"'))
-    every = per_stream("sum", rate(responses))
-    return [
-        timeseries(
-            "HTTP responses by class",
-            "Requests per second for the selected streams by status class (access log), stacked.",
-            [target(f"sum by (code) ({rate(responses)})", "{{code}}")],
-            unit="reqps",
-            stacked=True,
-            size=(8, 8),
-        ),
-        signal(
-            "Failed requests",
-            "Share of each stream's requests answered 4xx or 5xx (expired segments, refused lines, origin "
-            "errors).",
-            f"{bad} / {every}",
-            "percentunit",
-        ),
-        signal(
-            "HLS output bitrate",
-            "Bits per second of each stream's newest HLS segment (size over its duration).",
-            per_stream("sum", sel("iptv_stream_output_bytes_per_second")) + " * 8",
-            "bps",
-        ),
-        timeseries(
-            "Discontinuities and sequence jumps",
-            "Playlist discontinuities and media-sequence jumps per stream (each a glitch players may show), "
-            "the $topn largest.",
-            [
-                target(top(named(per_stream("sum", f"increase({sel('iptv_stream_playlist_discontinuities_total')}"
-                                                   "[$__rate_interval])"))), f"{NAMED_LEGEND} discontinuities"),
-                target(top(named(per_stream("sum", f"increase({sel('iptv_stream_media_sequence_jumps_total')}"
-                                                   "[$__rate_interval])"))), f"{NAMED_LEGEND} jumps"),
-            ],
-            unit="short",
-            size=(12, 8),
-            links=links.SERIES_STREAM,
-        ),
-        signal(
-            "Segments listed",
-            "Segments each playlist lists; a live playlist keeps a steady window.",
-            per_stream("max", sel("iptv_stream_playlist_segments")),
-            "short",
-            worst="bottom",
-            size=(12, 8),
-        ),
-    ]
-
-
-def action_panels() -> list[Cell]:
-    return [
-        table(
-            "Recent actions",
-            "Automatic actions per stream over the time range, by action and result.",
-            [
-                target(
-                    named(
-                        "sum by (node, stream, action, result) "
-                        f"(increase({sel('iptv_actions_total')}[$__range])) > 0"
-                    )
-                )
-            ],
-            unit="short",
-            size=(10, 8),
-            columns={**STREAM_COLUMNS, "action": "Action", "result": "Result", "Value": "Count"},
-            overrides=[override("Count", prop("decimals", 0)), *links.stream_columns()],
-            sort_by="Count",
-        ),
-        timeseries(
-            "Action duration",
-            "90th percentile time an action took, restart to verified running (iptv_action_duration_seconds).",
-            [
-                target(
-                    "histogram_quantile(0.9, sum by (le, action) "
-                    f"({rate('iptv_action_duration_seconds_bucket', stream=False)}))",
-                    "{{action}}",
-                )
-            ],
-            unit="s",
-            size=(5, 8),
-        ),
-        table(
-            "Open restart circuits",
-            "Streams whose restart budget is spent: automatic restarts stop until the window passes.",
-            [target(named(per_stream("max", sel("iptv_restart_circuit_open")) + " == 1"))],
-            unit="short",
-            size=(5, 8),
-            columns={**STREAM_COLUMNS, "Value": "Open"},
-            overrides=links.stream_columns(),
-        ),
-        stat(
-            "Actions running",
-            "Actions running or being verified now (iptv_actions_in_progress).",
-            [target(f"sum({sel('iptv_actions_in_progress', stream=False)})")],
-            unit="short",
-            size=(4, 8),
-            steps=((None, "green"), (1, "blue")),
-        ),
-        timeseries(
-            "Webhook requests",
-            "Requests to the exporter's Alertmanager webhook per second by HTTP status (401: a wrong token, "
-            "400/413: a bad payload, 503: actions busy).",
-            [target(f"sum by (node, code) ({rate('iptv_webhook_requests_total', stream=False)})",
-                    "{{node}} {{code}}")],
-            unit="reqps",
-            size=(24, 6),
-            links=[links.SERIES_NODE],
-        ),
-    ]
 
 
 def build() -> Json:
