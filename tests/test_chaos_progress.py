@@ -161,7 +161,7 @@ def test_blank_lines_between_blocks_are_all_parsed_and_metrics_stay_fast(tmp_pat
 
 def test_parser_is_linear_in_a_newline_flood() -> None:
     """The parse itself, without the receiver's 1 MiB bound: 4 MiB of newlines in one chunk, and split in two."""
-    from exporter.sources.progress import BlockParser
+    from exporter.sources.progress_blocks import BlockParser
 
     for chunks in ([b"\n" * (4 << 20)], [b"\n" * (2 << 20)] * 2, [b"x" * 5000, b"\n" * (4 << 20)]):
         parser = BlockParser()

@@ -32,7 +32,7 @@ from exporter.geo import Geo
 from exporter.sources import SampleContext
 from exporter.sources.accesslog import parse_combined
 from exporter.sources.processes import ProcessesSource
-from exporter.sources.progress import parse_blocks
+from exporter.sources.progress_blocks import parse_blocks
 from tests.helpers import REPO, Proc, Samples, free_port, parse_metrics, require_binary, wait_until
 
 COMBINED = re.compile(

@@ -7,15 +7,8 @@ from types import MappingProxyType
 import pytest
 
 from exporter.sources import SampleContext, StreamRef
-from exporter.sources.progress import (
-    MAX_TAIL,
-    Block,
-    BlockParser,
-    ProgressSource,
-    ProgressStore,
-    ProgressTracker,
-    parse_blocks,
-)
+from exporter.sources.progress import MAX_TAIL, ProgressSource, ProgressStore, ProgressTracker
+from exporter.sources.progress_blocks import Block, BlockParser, parse_blocks
 from tests.helpers import REPO
 
 BLOCK = """frame=251

@@ -22,7 +22,8 @@ from starlette.routing import BaseRoute, Route
 
 from exporter.config.health import Progress
 from exporter.config.streams import STREAM_ID
-from exporter.sources.progress import MAX_BYTES_WITHOUT_BLOCK, BlockParser, ProgressStore
+from exporter.sources.progress import ProgressStore
+from exporter.sources.progress_blocks import MAX_BYTES_WITHOUT_BLOCK, BlockParser
 from exporter.web.errorbody import error_response
 
 log = logging.getLogger(__name__)
