@@ -35,6 +35,8 @@ STATES_MASK = (1 << TCP_ESTABLISHED) | sum(1 << s for s in CLOSING_STATES)
 
 _NLHDR = struct.Struct("=IHHII")
 """nlmsghdr: length, type, flags, sequence, port id"""
+_LEN_TYPE = struct.Struct("=IH")
+"""The start of an nlmsghdr: all a reader needs to walk the messages"""
 _REQ = struct.Struct("=BBBxI48x")
 """inet_diag_req_v2: family, protocol, extensions, states, and an all-zero inet_diag_sockid"""
 _ATTR = struct.Struct("=HH")
@@ -100,7 +102,7 @@ def socket_messages(data: Buffer, length: int) -> tuple[list[tuple[int, int]], b
     found: list[tuple[int, int]] = []
     off = 0
     while off + _NLHDR.size <= length:
-        mlen, mtype = _NLHDR.unpack_from(data, off)[:2]
+        mlen, mtype = _LEN_TYPE.unpack_from(data, off)
         if mlen < _NLHDR.size or off + mlen > length:
             raise OSError(errno.EBADMSG, "truncated netlink message")
         if mtype == NLMSG_DONE:
