@@ -43,14 +43,9 @@ CITY_NAMES = ("GeoLite2-City.mmdb", "GeoIP2-City.mmdb")
 ASN_NAMES = ("GeoLite2-ASN.mmdb",)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class GeoInfo:
-    """What is known about one address; ``unknown`` (or None for numbers) where nothing is.
-
-    Compared and hashed by identity (``eq=False``): :class:`Geo` hands out one object per distinct answer,
-    so counting 10k connections by place is a C-level ``Counter`` over a few hundred objects. Compare
-    :meth:`key` for equality by value.
-    """
+    """What is known about one address; ``unknown`` (or None for numbers) where nothing is."""
 
     country: str = UNKNOWN
     """ISO 3166-1 alpha-2 code, e.g. ``DE``."""
@@ -59,9 +54,6 @@ class GeoInfo:
     longitude: float | None = None
     asn: int | None = None
     isp: str = UNKNOWN
-
-    def key(self) -> tuple[str, str, float | None, float | None, int | None, str]:
-        return (self.country, self.city, self.latitude, self.longitude, self.asn, self.isp)
 
 
 NOWHERE = GeoInfo()
@@ -186,7 +178,8 @@ class Geo:
             key=lambda item: -item[0].prefixlen,
         )
         self._lock = threading.Lock()
-        self._interned: dict[tuple[object, ...], GeoInfo] = {NOWHERE.key(): NOWHERE}
+        self._interned: dict[GeoInfo, GeoInfo] = {NOWHERE: NOWHERE}
+        """One object per distinct answer: the cache holds an answer per address, most of them alike."""
         self.lookup: Lookup = functools.lru_cache(maxsize=config.cache_size)(self._lookup)
         self.refresh()
 
@@ -196,7 +189,7 @@ class Geo:
             changed = self._city.refresh() | self._asn.refresh()
         if changed:
             self.lookup.cache_clear()  # type: ignore[attr-defined]
-            self._interned = {NOWHERE.key(): NOWHERE}
+            self._interned = {NOWHERE: NOWHERE}
 
     def close(self) -> None:
         with self._lock:
@@ -210,7 +203,7 @@ class Geo:
 
     def _lookup(self, ip: str) -> GeoInfo:
         info = self._answer(ip)
-        return self._interned.setdefault(info.key(), info)
+        return self._interned.setdefault(info, info)
 
     def _answer(self, ip: str) -> GeoInfo:
         if ip.startswith("::ffff:") and "." in ip:

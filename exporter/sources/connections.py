@@ -137,8 +137,8 @@ def aggregate(conns: Sequence[Connection], top_cities: int, top_isps: int
               ) -> tuple[dict[str, int], tuple[CityCount, ...], tuple[IspCount, ...]]:
     """Counts by country, by city (top N; the rest summed per country as city ``other``) and by ISP (top N).
 
-    Connections are first counted per GeoInfo (geo answers are interned, so 10k connections from a few
-    hundred places make a few hundred entries), then per place.
+    Connections are first counted per GeoInfo (10k connections from a few hundred places make a few
+    hundred entries), then per place.
     """
     countries: Counter[str] = Counter()
     cities: Counter[tuple[str, str, str, str]] = Counter()
