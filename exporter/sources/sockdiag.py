@@ -35,12 +35,14 @@ STATES_MASK = (1 << TCP_ESTABLISHED) | sum(1 << s for s in CLOSING_STATES)
 
 _NLHDR = struct.Struct("=IHHII")
 """nlmsghdr: length, type, flags, sequence, port id"""
+NLHDR_SIZE = _NLHDR.size  # 16
 _LEN_TYPE = struct.Struct("=IH")
 """The start of an nlmsghdr: all a reader needs to walk the messages"""
 _REQ = struct.Struct("=BBBxI48x")
 """inet_diag_req_v2: family, protocol, extensions, states, and an all-zero inet_diag_sockid"""
 _ATTR = struct.Struct("=HH")
 """nlattr: length (header included), type"""
+ATTR_SIZE = _ATTR.size
 _BC_OP = struct.Struct("=BBH")
 """inet_diag_bc_op: code, yes, no"""
 _MSG = struct.Struct("=16xBB6x16x16s4x8s12xII")
@@ -50,6 +52,7 @@ _PORTS = struct.Struct("!HH")
 """The local and peer ports of an inet_diag_msg (at 20 from the nlmsghdr), in network byte order"""
 _PORTS_AT = 20
 _TCP_INFO = struct.Struct("=68xI48xQQ")
+TCP_INFO_SIZE = _TCP_INFO.size
 """struct tcp_info: tcpi_rtt at 68 (us), tcpi_bytes_acked at 120, tcpi_bytes_received at 128 (Linux >= 4.1;
 an older kernel's shorter tcp_info leaves bytes unknown)"""
 _ERRNO = struct.Struct("=i")
@@ -101,14 +104,14 @@ def socket_messages(data: Buffer, length: int) -> tuple[list[tuple[int, int]], b
     """
     found: list[tuple[int, int]] = []
     off = 0
-    while off + _NLHDR.size <= length:
+    while off + NLHDR_SIZE <= length:
         mlen, mtype = _LEN_TYPE.unpack_from(data, off)
-        if mlen < _NLHDR.size or off + mlen > length:
+        if mlen < NLHDR_SIZE or off + mlen > length:
             raise OSError(errno.EBADMSG, "truncated netlink message")
         if mtype == NLMSG_DONE:
             return found, True
         if mtype == NLMSG_ERROR:
-            code = -_ERRNO.unpack_from(data, off + _NLHDR.size)[0]
+            code = -_ERRNO.unpack_from(data, off + NLHDR_SIZE)[0]
             if code:
                 raise OSError(code, f"sock_diag: {errno.errorcode.get(code, code)}")
         elif mtype == SOCK_DIAG_BY_FAMILY and mlen >= MSG_SIZE:
@@ -121,14 +124,14 @@ def tcp_info(data: Buffer, off: int, mlen: int) -> tuple[int, int, int] | None:
     """(rtt in us, bytes acked, bytes received) from the ``INET_DIAG_INFO`` attribute of the socket
     message at ``off``; None when it has none (TIME-WAIT) or a tcp_info too old to carry bytes."""
     at, end = off + MSG_SIZE, off + mlen
-    while at + _ATTR.size <= end:
+    while at + ATTR_SIZE <= end:
         alen, atype = _ATTR.unpack_from(data, at)
-        if alen < _ATTR.size or at + alen > end:
+        if alen < ATTR_SIZE or at + alen > end:
             return None
         if atype == INET_DIAG_INFO:
-            if alen - _ATTR.size < _TCP_INFO.size:
+            if alen - ATTR_SIZE < TCP_INFO_SIZE:
                 return None
-            rtt, acked, received = _TCP_INFO.unpack_from(data, at + _ATTR.size)
+            rtt, acked, received = _TCP_INFO.unpack_from(data, at + ATTR_SIZE)
             return rtt, acked, received
         at += (alen + 3) & ~3
     return None
