@@ -391,9 +391,9 @@ def test_an_action_whose_journal_write_failed_never_runs(tmp_path: Path, monkeyp
     runs, nothing is remembered, the hook answers 503 until the journal works, and the repeat acts."""
     token = write_token(tmp_path / "token")
     with running(_config(tmp_path, "{stream}", cooldown="1h")) as (client, _, component):
-        real = component.journal._insert_rows
+        real = component.journal._insert
 
-        def failing(conn: Any, table: str, rows: Any) -> None:
+        def failing(conn: Any, notifications: Any) -> list[int]:
             raise sqlite3.OperationalError("disk I/O error")
 
         down = alert("7")
@@ -401,7 +401,7 @@ def test_an_action_whose_journal_write_failed_never_runs(tmp_path: Path, monkeyp
         def post() -> int:
             return client.post("/hooks/alertmanager", json=notification(down), headers=_auth(token)).status_code
 
-        monkeypatch.setattr(component.journal, "_insert_rows", failing)
+        monkeypatch.setattr(component.journal, "_insert", failing)
         assert post() == 200
         assert component.worker.wait_idle(20)
         assert not (tmp_path / "record.jsonl").exists()  # not in the journal: not run (a restart would repeat it)
@@ -411,7 +411,7 @@ def test_an_action_whose_journal_write_failed_never_runs(tmp_path: Path, monkeyp
         story = client.get("/api/actions", headers=_auth(token))
         assert story.status_code == 503 and "disk I/O error" in story.json()["error"]
         assert story.json()["circuits"][0]["used"] == 0  # no budget, cooldown or dedup key for what never ran
-        monkeypatch.setattr(component.journal, "_insert_rows", real)
+        monkeypatch.setattr(component.journal, "_insert", real)
         wait_until(lambda: post() == 200, timeout=10, what="the journal reopened")  # Alertmanager retries the 503
         assert component.worker.wait_idle(20)
         assert metric(_metrics(client), "iptv_actions_journal_up") == 1

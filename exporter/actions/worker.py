@@ -1,9 +1,9 @@
 """The action worker: takes queued notifications off the web loop, decides, runs, verifies, records.
 
-One dispatcher thread decides alert by alert (so decisions are serial and the journal reads like the
-story); accepted actions run on a pool of ``max_concurrent`` threads, at most one per stream (the policy
-holds the stream's slot until the outcome is recorded). Nothing here blocks the event loop: the receiver
-only puts the parsed notification on a bounded queue.
+One dispatcher thread decides alert by alert (:mod:`exporter.actions.decide`; so decisions are serial and
+the journal reads like the story); accepted actions run on a pool of ``max_concurrent`` threads, at most
+one per stream (the policy holds the stream's slot until the outcome is recorded). Nothing here blocks the
+event loop: the receiver only puts the parsed notification on a bounded queue.
 
 The dispatcher takes what is queued in batches (what arrives within ``BATCH_WAIT`` of the first, up to
 ``BATCH_MAX``) and journals each batch in one transaction; an accepted action is handed to the pool only
@@ -12,49 +12,32 @@ always in the journal as started (dedup across restarts). When a write fails, th
 for what did not start are cancelled: the state never says more than the journal, and Alertmanager's
 repeat of the alert runs it. While the journal is down the dispatcher tries to reopen it every
 ``REVIVE_EVERY`` seconds.
-Under a burst this is what keeps it ahead of the receiver: it shares the GIL with the event loop, so its
-Python per notification, and each time it wakes, costs the loop too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from exporter.actions.decide import Accepted, DecidedBatch, Decider, Queued, stream_pids
 from exporter.actions.errors import JournalError
-from exporter.actions.journal import ActionRecord, DecisionRecord, Journal, JournalBatch, NotificationRecord
+from exporter.actions.journal import Journal
 from exporter.actions.metrics import ActionMetrics
-from exporter.actions.payload import Alert, Notification
-from exporter.actions.policy import (
-    DRY_RUN,
-    FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
-    OK,
-    REJECTED,
-    SKIPPED_OTHER_NODE,
-    Decision,
-    Policy,
-    Reservation,
-    clean,
-)
-from exporter.actions.runners import Runner, RunOutcome, Target
+from exporter.actions.payload import Notification
+from exporter.actions.policy import FAILED, INTERRUPTED, NOT_STARTED, OK, Policy
+from exporter.actions.runners import Runner, RunOutcome
 from exporter.actions.verify import Verifier
 from exporter.redact import redact
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-BODY_EXCERPT = 16 * 1024
-"""Characters of each notification's body kept in the journal (as ASCII JSON)."""
 RETENTION_EVERY = 3600.0
 REVIVE_EVERY = 5.0
 """While the journal is down, how often the dispatcher tries to open it again (the hook also tries, at most
@@ -64,43 +47,19 @@ BATCH_WAIT = 0.010
 for every notification of a burst costs a thread switch and a GIL handover each (about a fifth of the
 webhook's CPU, measured); 10 ms is nothing next to Alertmanager's own timing."""
 BATCH_MAX = 512
-"""Notifications decided and journalled in one transaction, at most. Large on purpose: while the event loop
-is busy, each time the worker gives up the GIL (an SQLite call, a log line) it may wait up to a switch
-interval (5 ms) to get it back, so writing a batch takes 10-30 ms however small it is (measured under the
-benchmark's burst); a batch that takes all that is queued keeps the worker ahead. An API read of the
-journal waits for the batch being written."""
+"""Notifications decided and journalled in one transaction (one fsync), at most. A batch takes whatever is
+queued, so under a burst the worker commits once per wake-up rather than once per notification, and stays
+ahead of the receiver: journalling 512 notifications takes about 10 ms, 50-150 ms on the loaded 2-core
+benchmark host with a thread competing for the GIL (measured 2026-12-06). An API read of the journal waits
+for the batch being written."""
 
 
 @dataclass(frozen=True, slots=True)
-class Queued:
-    notification: Notification
-    received_at: float
-    body: bytes
-    """The body as received (valid UTF-8 JSON: it parsed), for the journal's excerpt."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Accepted:
-    """An action decided and journalled, to hand to the pool once its batch is committed."""
+class _Started:
+    """An accepted action, journalled: handed to the pool with its id."""
 
     action_id: int
-    target: Target
-    runner: Runner
-    decided_at: float
-    reservation: Reservation
-
-
-@dataclass(slots=True)
-class _Batch:
-    """A batch being decided: its journal rows, the actions to start once they are committed, a tally."""
-
-    journal: JournalBatch
-    accepted: list[_Accepted] = field(default_factory=list)
-    results: Counter[str] = field(default_factory=Counter)
-    reserved: list[Reservation] = field(default_factory=list)
-    """Every reservation the batch's decisions took: cancelled if the batch is not committed."""
-    counted: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    """(stream, action, result) to count in iptv_actions_total once the batch is committed."""
+    accepted: Accepted
 
 
 class ActionWorker:
@@ -128,11 +87,12 @@ class ActionWorker:
         self.max_concurrent = max_concurrent
         self.policy = policy
         self.journal = journal
-        self.runners = dict(runners)
         self.verifier = verifier
         self.metrics = metrics
         self._snapshot = snapshot
         self._clock = clock
+        self._decider = Decider(node=node, dry_run=dry_run, policy=policy, runners=dict(runners), snapshot=snapshot,
+                                clock=clock)
         self._queue: queue.Queue[Queued | None] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -282,143 +242,62 @@ class ActionWorker:
             log.error("action journal unusable: notifications not acted on notifications=%d; they are when"
                       " Alertmanager repeats them", len(items))
             return
-        batch: _Batch | None = None
+        batch = self._decider.decide(items)
         try:
-            with self.journal.batch() as rows:
-                batch = _Batch(rows)
-                for item in items:
-                    try:
-                        self._handle(item, batch)
-                    except Exception:  # noqa: BLE001 - one bad notification must not stop the others
-                        log.exception("notification handling failed")
+            action_ids = self.journal.record(batch.notifications)
         except Exception as exc:  # noqa: BLE001 - the write failed: nothing of the batch is recorded, so nothing runs
             why = exc.reason if isinstance(exc, JournalError) else f"{type(exc).__name__}: {exc}"
             log.error("journal write failed: the batch's actions are not run and nothing of it is remembered"
                       " notifications=%d problem=%s", len(items), why)
-            for reservation in batch.reserved if batch is not None else ():
-                self.policy.cancel(reservation)  # nothing ran: no dedup key, cooldown or budget
-            for a in batch.accepted if batch is not None else ():
-                self.metrics.count(a.target.stream, a.target.action, FAILED)
+            self._give_back(batch)
             return
+        if len(action_ids) != len(batch.accepted):
+            raise RuntimeError("the journal wrote another number of actions than were decided")
         for (stream, action, result), count in batch.counted.items():
             self.metrics.count(stream, action, result, count)
-        for a in batch.accepted:
-            self._start(a)
+        for action_id, accepted in zip(action_ids, batch.accepted, strict=True):
+            if accepted is not None:
+                self._start(_Started(action_id, accepted))
         if log.isEnabledFor(logging.INFO):
             log.info("notifications decided notifications=%d alerts=%d results=%s", len(items),
                      sum(batch.results.values()), ",".join(f"{k}:{v}" for k, v in sorted(batch.results.items())))
 
-    def _handle(self, item: Queued, batch: _Batch) -> None:
-        n = item.notification
-        nid = batch.journal.notification(NotificationRecord(
-            received_at=item.received_at, receiver=clean(n.receiver), external_url=clean(redact(n.externalURL), 256),
-            status=n.status, group_key=clean(n.groupKey, 512), alerts=len(n.alerts),
-            truncated_alerts=n.truncatedAlerts, body=_excerpt(item.body),
-        ))
-        if n.truncatedAlerts:
-            log.warning("notification truncated by Alertmanager truncated_alerts=%d", n.truncatedAlerts)
-        for alert in n.alerts:
-            batch.results[self._decide(nid, alert, batch)] += 1
+    def _give_back(self, batch: DecidedBatch) -> None:
+        """A batch that was not journalled: nothing of it ran, so no dedup key, cooldown or budget holds."""
+        for reservation in batch.reserved:
+            self.policy.cancel(reservation)
+        for accepted in batch.accepted:
+            if accepted is not None:
+                self.metrics.count(accepted.target.stream, accepted.target.action, FAILED)
 
-    def _decide(self, nid: int, alert: Alert, batch: _Batch) -> str:
-        """Decide and journal one alert; an accepted real action goes on ``batch.accepted``. Returns the result."""
-        snap = self._snapshot()
-        # Only streams the config allows: declared, or discovered from a process of an allowed owner.
-        allowed = {s for s, ref in snap.streams.items() if ref.restartable or ref.declared}
-        decision = self.policy.decide(alert, allowed)
-        now = self._clock()
-        if not decision.accepted:
-            self._record(batch, nid, alert, decision, decision.result, now)
-            batch.counted[(decision.stream, decision.action, decision.result)] += 1
-            return decision.result
-        reservation = decision.reservation
-        if reservation is None:
-            raise RuntimeError("an accepted decision without its reservation")
-        batch.reserved.append(reservation)
-        try:
-            return self._accept(nid, alert, decision, reservation, snap, now, batch)
-        except BaseException:
-            self.policy.cancel(reservation)  # never handed to the pool: nothing of it holds
-            if reservation in batch.reserved:
-                batch.reserved.remove(reservation)
-            raise
-
-    def _accept(self, nid: int, alert: Alert, decision: Decision, reservation: Reservation, snap: Snapshot,
-                now: float, batch: _Batch) -> str:
-        runner = self.runners[decision.action]
-        target = Target(decision.stream, snap.streams[decision.stream].name, self.node, decision.action,
-                        _pids(snap, decision.stream))
-        try:
-            command = runner.describe(target)
-        except ValueError as exc:  # e.g. a name that makes no valid unit: refuse, never run something else
-            self.policy.cancel(reservation)  # nothing ran: the repeat is refused (and recorded) again
-            batch.reserved.remove(reservation)
-            refused = Decision(FAILED, f"refused: {exc}", decision.stream, decision.action, decision.stream_label,
-                               decision.action_label, decision.node_label)
-            self._record(batch, nid, alert, refused, FAILED, now)
-            batch.counted[(decision.stream, decision.action, FAILED)] += 1
-            return FAILED
-        action_id = batch.journal.action(ActionRecord(
-            decided_at=now, stream=decision.stream, action=decision.action, runner=runner.kind, command=command,
-            dry_run=self.dry_run, fingerprint=alert.fingerprint, starts_at=alert.startsAt,
-        ))
-        if not self.dry_run:
-            self._record(batch, nid, alert, decision, decision.result, now, action_id)
-            batch.accepted.append(_Accepted(action_id, target, runner, now, reservation))  # runs once committed
-            return decision.result
-        self._record(batch, nid, alert, decision, DRY_RUN, now, action_id)
-        batch.journal.finish_action(action_id, at=now, result=DRY_RUN, detail="dry run: nothing executed",
-                                    exit_code=None, output="")
-        batch.counted[(decision.stream, decision.action, DRY_RUN)] += 1
-        self.policy.finish(decision.stream)
-        log.warning("dry run: would run action=%s stream=%s command=%s", decision.action, decision.stream, command)
-        return DRY_RUN
-
-    @staticmethod
-    def _record(batch: _Batch, nid: int, alert: Alert, decision: Decision, result: str, now: float,
-                action_id: int | None = None) -> None:
-        batch.journal.decision(DecisionRecord(
-            notification_id=nid, at=now, fingerprint=alert.fingerprint, starts_at=clean(alert.startsAt),
-            alert_status=alert.status, alertname=clean(alert.labels.get("alertname", "")),
-            stream=decision.stream_label, action=decision.action_label, node=decision.node_label,
-            result=result, reason=decision.reason, action_id=action_id,
-        ))
-        # Every decision is in the journal and counted; the log has one line per batch, and this at debug.
-        log.debug("alert decided result=%s stream=%s action=%s reason=%s", result, decision.stream_label,
-                  decision.action_label, decision.reason)
-        if (result == REJECTED and not decision.node_label) or result == SKIPPED_OTHER_NODE:
-            # Almost always a Prometheus without the `node` target label (docs/deploy.md, "relabel rules"):
-            # say so where the operator looks, instead of only counting a refusal.
-            log.warning("alert not acted on: its node label must equal this exporter's node result=%s "
-                        "alertname=%s node_label=%s reason=%s", result, clean(alert.labels.get("alertname", "")),
-                        decision.node_label or "(missing)", decision.reason)
-
-    def _start(self, a: _Accepted) -> None:
+    def _start(self, started: _Started) -> None:
         """Hand a journalled (committed) action to the pool."""
         with self._idle:
             self._pending += 1
         try:
             if self._pool is None:
                 raise RuntimeError("worker not started")
-            self._pool.submit(self._act, a)
+            self._pool.submit(self._act, started)
         except RuntimeError:  # stopping: the pool takes no more work
-            self.policy.cancel(a.reservation)
-            self._finish_unstarted(a, "the exporter is stopping; it runs when Alertmanager repeats the alert")
+            self.policy.cancel(started.accepted.reservation)
+            self._finish_unstarted(started, "the exporter is stopping; it runs when Alertmanager repeats the alert")
             self._done()
 
-    def _finish_unstarted(self, a: _Accepted, detail: str) -> None:
+    def _finish_unstarted(self, started: _Started, detail: str) -> None:
         """An accepted action that will not start: recorded not_started (later, if the journal is down)."""
-        self.metrics.count(a.target.stream, a.target.action, NOT_STARTED)
+        target = started.accepted.target
+        self.metrics.count(target.stream, target.action, NOT_STARTED)
         at, outcome = self._clock(), RunOutcome(NOT_STARTED, detail)
         try:
-            self._write_outcome(a.action_id, at, outcome)
+            self._write_outcome(started.action_id, at, outcome)
         except JournalError:
-            self._unwritten[a.action_id] = (at, outcome)
+            self._unwritten[started.action_id] = (at, outcome)
 
     # -- one action ----------------------------------------------------------------------------------------
 
-    def _act(self, a: _Accepted) -> None:
-        action_id, target, runner = a.action_id, a.target, a.runner
+    def _act(self, started: _Started) -> None:
+        action_id, a = started.action_id, started.accepted
+        target, runner = a.target, a.runner
         why_not = "the exporter is stopping; it runs when Alertmanager repeats the alert"
         if not self._stop.is_set():
             try:
@@ -429,16 +308,16 @@ class ActionWorker:
         if why_not:
             try:
                 self.policy.cancel(a.reservation)  # it never ran: the alert's repeat runs it
-                self._finish_unstarted(a, why_not)
+                self._finish_unstarted(started, why_not)
             finally:
                 self._done()
             return
         self.metrics.in_progress.inc()
-        started = time.monotonic()
+        began = time.monotonic()
         outcome = RunOutcome(INTERRUPTED, "the exporter is stopping")
         try:
             # The pool may have kept it waiting: act on the processes of now, not of the decision.
-            target = replace(target, pids=_pids(self._snapshot(), target.stream))
+            target = replace(target, pids=stream_pids(self._snapshot(), target.stream))
             log.warning("action starting id=%d action=%s stream=%s runner=%s", action_id, target.action,
                         target.stream, runner.kind)
             outcome = runner.run(target, self._stop)
@@ -455,7 +334,7 @@ class ActionWorker:
             log.exception("action crashed id=%d", action_id)
             outcome = RunOutcome(FAILED, redact(f"internal error: {type(exc).__name__}: {exc}"))
         finally:
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - began
             at = self._clock()
             try:
                 self._write_outcome(action_id, at, outcome)
@@ -471,18 +350,3 @@ class ActionWorker:
         log_fn("action finished id=%d action=%s stream=%s result=%s seconds=%.1f detail=%s", action_id,
                target.action, target.stream, outcome.result, elapsed, outcome.detail)
 
-
-def _excerpt(body: bytes) -> str:
-    """The start of a body for the journal: ASCII JSON, at most BODY_EXCERPT characters, passwords redacted."""
-    head = body[:BODY_EXCERPT + 1024]  # room for a secret across the cut
-    if head.isascii():  # as Alertmanager sends it: the bytes are the text
-        text = head.decode("ascii")
-    else:  # escape what is not ASCII (a cut through a character must not garble it)
-        text = json.dumps(json.loads(body), ensure_ascii=True, separators=(",", ":"))[:BODY_EXCERPT + 1024]
-    return redact(text)[:BODY_EXCERPT]
-
-
-def _pids(snap: Snapshot, stream: str) -> tuple[int, ...]:
-    procs = snap.processes
-    entry = procs.streams.get(stream) if procs is not None else None
-    return entry.pids if entry is not None else ()
