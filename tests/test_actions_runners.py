@@ -17,8 +17,17 @@ import psutil
 import pytest
 
 from exporter.actions.policy import FAILED, OK, TIMEOUT
-from exporter.actions.runners import CommandRunner, HttpRunner, SignalRunner, SystemdRunner, Target
+from exporter.actions.runners import (
+    CommandRunner,
+    HttpRunner,
+    SignalRunner,
+    SystemdRunner,
+    Target,
+    belongs_to_stream,
+)
 from exporter.config.actions import CommandAction, HttpAction, SignalAction, SystemdAction
+from exporter.linear_re import compile_linear
+from exporter.sources.discovery import Rule
 from tests.actions_support import (
     NODE,
     PYTHON,
@@ -124,6 +133,20 @@ def test_signal_runner_leaves_a_reused_or_foreign_pid_alone(procs: Callable[...,
     assert sleeper.alive()
     assert SignalRunner(SignalAction(type="signal"), lambda p, s: True).run(
         Target("7", "Seven", NODE, "restart", ()), STOP).result == FAILED  # down: nothing to signal
+
+
+def test_belongs_to_stream_rereads_the_live_process_against_the_discovery_rules(procs: Callable[..., Proc]) -> None:
+    """What the signal runner checks before it signals a pid: the process's name, command line and owner, read
+    now, still give this stream under the rules the processes source found it with."""
+    sleeper = procs(["sleep", "31"])
+    live = psutil.Process(sleeper.pid)
+    rule = Rule("sleep", compile_linear(r"^sleep (?P<stream>[0-9]+)$"))
+    belongs = belongs_to_stream([rule])
+    assert belongs(live, "31")
+    assert not belongs(live, "32")  # another stream's pid (or a reused one) is left alone
+    assert not belongs_to_stream([Rule("ffmpeg", rule.pattern)])(live, "31")  # another program
+    stranger = frozenset({live.uids().real + 1})
+    assert not belongs_to_stream([Rule("sleep", rule.pattern, uids=stranger)])(live, "31")  # an owner not allowed
 
 
 class Panel(BaseHTTPRequestHandler):

@@ -15,7 +15,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-import psutil
 from starlette.routing import BaseRoute
 
 from exporter.actions.errors import ActionsError, JournalError
@@ -23,13 +22,13 @@ from exporter.actions.journal import Journal
 from exporter.actions.metrics import ActionMetrics
 from exporter.actions.policy import Policy
 from exporter.actions.receiver import Receiver
-from exporter.actions.runners import Runner, build_runner, read_secret
+from exporter.actions.runners import Runner, belongs_to_stream, build_runner, read_secret
 from exporter.actions.verify import Verifier
 from exporter.actions.worker import ActionWorker
 from exporter.config import Config
 from exporter.config.actions import HttpAction
 from exporter.sampler import Sampler
-from exporter.sources.discovery import rules_from_config, stream_for
+from exporter.sources.discovery import rules_from_config
 from exporter.web.auth import BearerToken
 
 __all__ = ["ActionsComponent", "ActionsError", "build_actions"]
@@ -79,11 +78,7 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
         token.load()
     elif actions.dry_run:
         log.warning("actions: dry run without token_file: the webhook accepts unauthenticated requests")
-    rules = rules_from_config(config)
-
-    def belongs(proc: psutil.Process, stream: str) -> bool:
-        with proc.oneshot():
-            return stream_for(proc.name(), tuple(proc.cmdline()), rules, proc.uids().real) == stream
+    belongs = belongs_to_stream(rules_from_config(config))
 
     runners: dict[str, Runner] = {}
     for name, cfg in actions.configured().items():
