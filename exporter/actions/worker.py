@@ -251,11 +251,9 @@ class ActionWorker:
                       " notifications=%d problem=%s", len(items), why)
             self._give_back(batch)
             return
-        if len(action_ids) != len(batch.accepted):
-            raise RuntimeError("the journal wrote another number of actions than were decided")
         for (stream, action, result), count in batch.counted.items():
             self.metrics.count(stream, action, result, count)
-        for action_id, accepted in zip(action_ids, batch.accepted, strict=True):
+        for action_id, accepted in zip(action_ids, batch.accepted, strict=True):  # one id per action, in order
             if accepted is not None:
                 self._start(_Started(action_id, accepted))
         if log.isEnabledFor(logging.INFO):
