@@ -14,7 +14,7 @@ from exporter.linesample import read_key
 
 def startup_problems(config: Config) -> list[str]:
     """``key.path: message`` for every start-up check that fails; empty when ``run`` would start."""
-    from exporter.actions import _check_http_secrets
+    from exporter.actions import check_http_secrets
     from exporter.web.auth import BearerToken
 
     problems: list[str] = []
@@ -34,7 +34,7 @@ def startup_problems(config: Config) -> list[str]:
     for cfg in actions.configured().values():
         if isinstance(cfg, HttpAction):
             try:
-                _check_http_secrets(cfg)
+                check_http_secrets(cfg)
             except ExporterError as exc:
                 problems.append(str(exc))
     return problems

@@ -57,7 +57,7 @@ class ActionsComponent:
         await asyncio.to_thread(self.journal.close)
 
 
-def _check_http_secrets(cfg: HttpAction) -> None:
+def check_http_secrets(cfg: HttpAction) -> None:
     if cfg.token_file is not None:
         try:
             read_secret(cfg.token_file)
@@ -83,7 +83,7 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
     runners: dict[str, Runner] = {}
     for name, cfg in actions.configured().items():
         if isinstance(cfg, HttpAction):
-            _check_http_secrets(cfg)
+            check_http_secrets(cfg)
         runners[name] = build_runner(cfg, actions.output_limit, belongs)
     journal = Journal(actions.journal)
     with contextlib.suppress(JournalError):  # logged; the exporter serves metrics and refuses actions (503)
