@@ -18,7 +18,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,report]'
+	$(PY) -m pip install --quiet -e '.[test,report,demo]'  # demo: make run
 	touch $@
 
 venv: $(VENV)/.installed
@@ -36,7 +36,7 @@ test-rules: system-deps venv
 
 lint: venv
 	$(VENV)/bin/ruff check exporter tests bench
-	$(VENV)/bin/mypy exporter bench
+	$(VENV)/bin/mypy exporter bench tests
 
 # dist/iptv_exporter-*.whl for `pip install` / `pipx install` on a host (docs/deploy.md), with the git
 # revision and branch recorded in it for --version and iptv_exporter_build_info.
@@ -51,7 +51,7 @@ check-generated: venv
 	$(PY) -m exporter.dashboards --check
 
 bench: system-deps venv
-	@$(PY) -c 'import pyinstrument' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,report,bench]'
+	@$(PY) -c 'import pyinstrument' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,report,demo,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -12,7 +12,7 @@ class Options:
     runs: int
     tmp: Path
     geo: tuple[Path, Path] | None
-    """City and ASN test databases (None without mmdb-writer: lookups then answer ``unknown``)."""
+    """City and ASN test databases (bench/geodata.py); None: lookups answer ``unknown``."""
     profile: bool = True
     """Profile our side where a target is missed."""
 

@@ -155,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return report.run(args)
         if args.command == "demo":
+            from exporter.demo import require_extra
+
+            require_extra()
             from exporter.demo.runner import run as run_demo
 
             return run_demo(args)

@@ -67,7 +67,7 @@ def test_unit_is_confined_and_its_command_line_parses(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_wheel_installs_into_a_fresh_venv_and_the_installed_exporter_serves(tmp_path: Path) -> None:
+def test_wheel_installs_into_a_fresh_venv_without_extras_and_the_installed_exporter_serves(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -96,6 +96,20 @@ def test_wheel_installs_into_a_fresh_venv_and_the_installed_exporter_serves(tmp_
     config.write_text(f"sample_interval: 1s\nstreams: {{discover: []}}\nviewers: {{ports: [], access_log: null}}\n"
                       f"actions: {{dry_run: true, journal: {tmp_path / 'state' / 'actions.sqlite'}}}\n")
     (tmp_path / "state").mkdir()
+    checked = subprocess.run([str(installed), "check-config", str(config)], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+
+    # The demo's GeoIP writer is the `demo` extra: not installed here, and the demo says which extra to install.
+    no_extra = subprocess.run([str(venv / "bin" / "python"), "-c", "import mmdb_writer"], capture_output=True,
+                              timeout=60, cwd=tmp_path)
+    assert no_extra.returncode != 0
+    demo = subprocess.run([str(installed), "demo", "--no-monitoring"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert demo.returncode == 1
+    assert "pip install 'iptv-exporter[demo]'" in demo.stderr
+    assert "Traceback" not in demo.stderr
+
     port = free_port()
     argv = shlex.split(unit_value("ExecStart"))  # the unit's command line, with this test's paths
     argv = [str(installed), *(a.replace("/etc/iptv-exporter/config.yml", str(config)) for a in argv[1:])]

@@ -9,8 +9,25 @@ the exporter's webhook. This module only declares the command line; :mod:`export
 from __future__ import annotations
 
 import argparse
+import importlib.util
+
+from exporter.errors import ExporterError
 
 DEFAULT_LISTEN = "127.0.0.1:9756"
+EXTRA_MODULES = ("mmdb_writer", "netaddr")
+"""What the ``demo`` extra installs (exporter/demo/geodb.py writes its GeoIP databases with them)."""
+
+
+def require_extra() -> None:
+    """Fail with the command that fixes it when the ``demo`` extra is not installed.
+
+    The demo ships in the wheel (its code is small and pure Python), but the exporter itself never needs
+    mmdb-writer, so that is an extra; without this check the demo would die on an ImportError deep inside.
+    """
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExporterError(f"iptv-exporter demo needs the 'demo' extra (missing: {', '.join(missing)}); "
+                            "install it with: pip install 'iptv-exporter[demo]'")
 
 
 def add_arguments(parser: argparse.ArgumentParser, listen_type: object) -> None:

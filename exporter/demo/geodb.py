@@ -1,6 +1,6 @@
 """GeoIP databases written on the spot, in the GeoLite2 City and ASN layouts that geoip2 reads.
 
-The demo (and the tests) cannot download MaxMind's databases, and loopback addresses are in none of them.
+The demo, bench/ and tests/ cannot download MaxMind's databases, and loopback addresses are in none of them.
 So any CIDR, 127.1.0.0/16 included, can be given a real place here, and the exporter reads the files
 through geoip2 exactly like the real ones: real lookups, real answers, on addresses that never leave
 the machine. IPv6 databases with the IPv4 space mapped in, like MaxMind's own::
