@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from typing import Self
 
 import httpx
 
@@ -28,7 +29,7 @@ class Player:
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
 
-    def start(self) -> Player:
+    def start(self) -> Self:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         return self

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +216,7 @@ def test_injection_attempts_execute_nothing(env: tuple[TestClient, ActionsCompon
     before = set(os.listdir(REPO)) | set(os.listdir("/")) | set(os.listdir(tmp_path))
     for value in INJECTIONS:
         for labels in ({"stream": value}, {"action": value}, {"node": value}):
-            body = notification(alert(**{"stream": "7", **labels}))  # type: ignore[arg-type]
+            body = notification(alert(**{"stream": "7", **labels}))
             r = client.post("/hooks/alertmanager", json=body, headers=_auth(token))
             assert r.status_code == 200, (value, r.text)
     raw = json.dumps(notification(alert("7"))).encode().replace(b'"stream": "7"', b'"stream": "7\xff; touch x"')
@@ -447,7 +447,7 @@ def test_hook_in_bare_asgi(env: tuple[TestClient, ActionsComponent, str, Path]) 
                  "root_path": "", "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 9), "app": app,
                  "headers": [*headers, (b"authorization", f"Bearer {token}".encode()), (b"host", b"x")]}
         pending = list(messages)
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
         received = 0
 
         async def receive() -> dict[str, Any]:
@@ -457,7 +457,7 @@ def test_hook_in_bare_asgi(env: tuple[TestClient, ActionsComponent, str, Path]) 
                 return {"type": "http.request", "body": b" " * 65536, "more_body": True}
             return pending.pop(0)
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         asyncio.run(app(scope, receive, send))

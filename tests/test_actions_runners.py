@@ -104,7 +104,8 @@ def test_signal_runner_term_then_kill_and_the_supervisor_respawns(
             return tuple(entry.pids) if entry is not None else ()
 
         wait_until(lambda: (tmp_path / "act_8.m3u8.ready").exists(), timeout=20, what="SIGTERM ignored")
-        old = wait_until(lambda: pids("7") and pids("8") and (pids("7"), pids("8")), timeout=20, what="both up")
+        old = wait_until(lambda: (pids("7"), pids("8")) if pids("7") and pids("8") else None, timeout=20,
+                         what="both up")
         r = client.post("/hooks/alertmanager", json=notification(alert("7"), alert("8")),
                         headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200
@@ -206,7 +207,7 @@ def test_http_runner_restarts_through_the_panel_api(tmp_path: Path, panel: str, 
         current[0].stop()
         current.append(procs(ffmpeg_hls_argv(playlist)))
 
-    Panel.restart = staticmethod(restart)  # type: ignore[assignment]
+    Panel.restart = staticmethod(restart)
     config = actions_config(tmp_path, {"type": "http", "url": panel + "/api/streams/{stream}/restart",
                                        "token_file": str(tmp_path / "panel.token"),
                                        "headers_file": str(tmp_path / "headers.yml"), "timeout": "5s"},

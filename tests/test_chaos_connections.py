@@ -13,7 +13,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import httpx
@@ -43,7 +43,7 @@ def start(tmp: Path, nofile: str) -> tuple[Exporter, str]:
     return exp, token
 
 
-def slow_connections(port: int, n: int) -> Iterator[list[socket.socket]]:
+def slow_connections(port: int, n: int) -> Generator[list[socket.socket], None, None]:
     socks: list[socket.socket] = []
     try:
         for _ in range(n):

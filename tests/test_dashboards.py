@@ -394,6 +394,9 @@ def sample_series(now: float) -> list[Series]:
     def after(at: float, v: float = 1.0) -> Callable[[float], float]:
         return lambda t: v if t >= at else 0.0
 
+    def since(start: float) -> Callable[[float], float]:
+        return lambda t: t - start
+
     def actions(t: float) -> float:  # one more restart every 20 minutes
         return float((t - t0) // 1200)
 
@@ -478,7 +481,7 @@ def sample_series(now: float) -> list[Series]:
         add_s("iptv_stream_open_fds", const(24))
         add_s("iptv_stream_threads", const(9))
         started = restart_at if restarted else t0
-        add_s("iptv_stream_output_time_seconds", lambda t, started=started: t - started)
+        add_s("iptv_stream_output_time_seconds", since(started))
         add_s("iptv_stream_playlist_present", const(1))
         add_s("iptv_stream_playlist_segments", const(6))
         add_s("iptv_stream_playlist_discontinuities_total", after(restart_at) if restarted else const(0))
@@ -902,11 +905,11 @@ def test_sample_series_have_the_label_names_the_real_exporter_exposes(demo: Demo
     for name, labels in parse_metrics(httpx.get(f"{demo.url}/metrics", timeout=10).text):
         real.setdefault(name, set()).add(frozenset(k for k, _ in labels))
     compared = 0
-    for name, labels, _ in sample_series(time.time()):
+    for name, series_labels, _ in sample_series(time.time()):
         if not name.startswith("iptv_") or name not in real:
             continue
         compared += 1
-        assert frozenset(labels) - TARGET_LABELS in real[name], (name, sorted(labels), real[name])
+        assert frozenset(series_labels) - TARGET_LABELS in real[name], (name, sorted(series_labels), real[name])
     assert compared > 50
 
 
@@ -941,7 +944,7 @@ def test_queries_return_series_from_the_demos_prometheus(tmp_path: Path) -> None
         wait_until(lambda: query(prom, "count_over_time(iptv_exporter_build_info[5m]) >= 40") or None,
                    timeout=240, interval=2, what="80 s of history in the demo's Prometheus")
         present = {s["metric"]["__name__"] for s in query(prom, 'count by (__name__) ({__name__=~".+"})')}
-        checked, absent, empty_events, empty = 0, [], [], []
+        checked, absent, empty_events, empty = 0, list[tuple[str, list[str]]](), list[str](), list[str]()
         for where, expr in all_exprs():
             if expr.startswith(("label_values(", "query_result(")):
                 continue

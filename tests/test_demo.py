@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import httpx
 import psutil
@@ -173,7 +174,7 @@ def test_generated_geoip_places_loopback_viewers_in_their_cities(tmp_path: Path)
             p = city.place
             info = geo.lookup(city.address(10))
             assert (info.country, info.city, info.asn, info.isp) == (p.country, p.city, p.asn, p.isp)
-            assert (info.latitude, info.longitude) == (pytest.approx(p.latitude), pytest.approx(p.longitude))
+            assert info.latitude == pytest.approx(p.latitude) and info.longitude == pytest.approx(p.longitude)
         assert geo.lookup("::ffff:127.3.0.10").city == "São Paulo"  # IPv4-mapped, as dual-stack sockets report
         assert geo.lookup("127.0.0.1").country == "unknown"
     finally:
@@ -192,7 +193,7 @@ def test_viewer_plan_spreads_over_cities_and_streams() -> None:
 
 
 def test_alert_for_durations_are_capped_only_when_longer() -> None:
-    rules = {"groups": [{"name": "g", "rules": [
+    rules: dict[str, Any] = {"groups": [{"name": "g", "rules": [
         {"alert": "A", "expr": "1", "for": "5m", "keep_firing_for": "3m",
          "annotations": {"description": "x is 0 for 5m.", "n": 1}},
         {"alert": "B", "expr": "1", "for": "5s", "keep_firing_for": "10s"},

@@ -55,7 +55,7 @@ def test_node_label_mismatch_is_found_by_prometheus_on_real_scrapes(tmp_path: Pa
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [job]}
         expr = yaml.safe_load(RULES.read_text())["groups"][0]["rules"][0]["expr"]
         with start_prometheus(json.dumps(config), tmp_path / "prom") as url:
-            found = wait_until(lambda: len(query(url, "iptv_exporter_node_info")) == 2 and query(url, expr),
+            found = wait_until(lambda: query(url, expr) if len(query(url, "iptv_exporter_node_info")) == 2 else None,
                                timeout=60, what="both exporters scraped and the mismatch found")
             assert [r["metric"]["node_name"] for r in found] == ["edge-2"]
             assert found[0]["metric"]["node"] == "127.0.0.1"

@@ -194,9 +194,8 @@ def test_a_local_users_fake_ffmpeg_never_becomes_a_stream(world_dir: Path) -> No
     the same process is a stream once the config names nobody as the owner (the owner is what decides)."""
     fakes = [run_as("nobody", fake_ffmpeg(world_dir, f"rtfake_{i}")) for i in range(1, 4)]
     try:
-        for fake in fakes:
-            wait_until(lambda f=fake: Path(f"/proc/{f.pid}/cmdline").read_bytes().count(b"rtfake") == 1,
-                       what="fake ffmpeg exec'd")
+        wait_until(lambda: all(Path(f"/proc/{f.pid}/cmdline").read_bytes().count(b"rtfake") == 1 for f in fakes),
+                   what="fake ffmpegs exec'd")
         default = ProcessesSource(parse_config({"streams": {"process_events": "off"}}))
         res = sample(default)
         assert not [s for s in res.streams if s.startswith("rtfake")]

@@ -32,7 +32,7 @@ def fleet(*argv: str) -> tuple[int, str, str]:
 
 def write_targets(path: Path, count: int) -> Path:
     """``count`` nodes: most with a `node` label, every tenth named by its address (as the relabel rule does)."""
-    groups = []
+    groups: list[dict[str, object]] = []
     for i in range(count):
         if i % 10 == 9:
             groups.append({"targets": [f"edge-{i}.example.net:9756"]})

@@ -120,7 +120,6 @@ def test_database_status_and_metrics_loaded_edition_build_date_and_age(
 ) -> None:
     import time
 
-    import mmdb_writer
     from prometheus_client import CollectorRegistry, generate_latest
 
     from exporter.metrics.geoip import GeoIPCollector
@@ -128,7 +127,7 @@ def test_database_status_and_metrics_loaded_edition_build_date_and_age(
 
     built = 1767312000  # 2026-01-02 00:00 UTC: what mmdb-writer records as the build time
     with monkeypatch.context() as m:
-        m.setattr(mmdb_writer.time, "time", lambda: float(built))
+        m.setattr(time, "time", lambda: float(built))  # mmdb-writer stamps build_epoch with time.time()
         city = write_city_db(tmp_path / "GeoLite2-City.mmdb", NETWORKS)
     asn = tmp_path / "later" / "GeoLite2-ASN.mmdb"
     geo = make_geo(GeoConfig.model_validate({"city_db": str(city), "asn_db": str(asn), "max_age": "30d"}))

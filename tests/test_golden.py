@@ -47,7 +47,8 @@ else must be reproducible."""
 def recorded_dump(path: Path) -> tuple[int, list[RawSocket]]:
     """The viewer port and the sockets of the recorded dump, parsed by the production parser."""
     data = path.read_bytes()
-    port, off, out = struct.unpack_from("!H", data)[0], 2, []
+    out: list[RawSocket] = []
+    port, off = struct.unpack_from("!H", data)[0], 2
     while off < len(data):
         n = struct.unpack_from("!I", data, off)[0]
         parse_dump(data[off + 4: off + 4 + n], n, out)

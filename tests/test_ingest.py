@@ -137,7 +137,7 @@ def test_network_ingest_follows_what_the_origin_served(tmp_path: Path, served, p
 
     def ingest() -> float:
         res = source.sample(SampleContext(time.time(), MappingProxyType({})))
-        return res.streams[STREAM].read_bytes_total if STREAM in res.streams else 0.0
+        return (res.streams[STREAM].read_bytes_total or 0.0) if STREAM in res.streams else 0.0
 
     def close_to_served(label: str) -> float:
         """Sample until the origin served 200 kB more and ingest is within 5% of all it served (in flight:

@@ -11,14 +11,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.actions_support import alert, journal, notification, write_config, write_token
-from tests.helpers import ffmpeg_hls_argv, metric, wait_until
+from tests.helpers import Exporter, Proc, ffmpeg_hls_argv, metric, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def world_dir() -> Iterator[Path]:
 
 
 def test_a_stream_down_at_exporter_start_stays_down_restartable_then_is_forgotten(
-        tmp_path: Path, procs, exporter, world_dir: Path) -> None:  # type: ignore[no-untyped-def]
+        tmp_path: Path, procs: Callable[..., Proc], exporter: Callable[..., Exporter], world_dir: Path) -> None:
     streams = tmp_path / "streams"
     streams.mkdir()
     token = write_token(tmp_path / "token")

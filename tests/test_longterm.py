@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
                                       home / "prometheus.log").start())
                 proms.append(f"http://127.0.0.1:{port}")
             for url in proms:
-                wait_until(lambda u=url: _ready(u), 60, f"{url} ready")
+                wait_until(partial(_ready, url), 60, f"{url} ready")
             # Four minutes of history: every rate window over the dashboards' $__range is full.
             wait_until(lambda: query(proms[0], 'count_over_time(iptv_exporter_build_info[10m]) >= 50'), 400,
                        "four minutes of scrapes")

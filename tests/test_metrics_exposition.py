@@ -94,20 +94,20 @@ def test_the_snapshot_is_encoded_once_and_live_collectors_on_every_scrape() -> N
     assert calls == [0.0]  # the same snapshot, in another format too: encoded once
     assert b"iptv_webhook_requests_total{" not in gzip.decompress(first)
     assert b'iptv_webhook_requests_total{code="200"} 1.0' in gzip.decompress(second)
-    assert gzip.decompress(second) == generate_latest(registry)  # type: ignore[arg-type]
+    assert gzip.decompress(second) == generate_latest(registry)
     assert om == om_latest(registry)  # type: ignore[no-untyped-call]
 
     current = snaps[1]
     calls.clear()
     third, _ = registry.render()
     assert calls == [1.0] and b'iptv_stream_up{stream="100"} 1.0' in third
-    assert third == generate_latest(registry)  # type: ignore[arg-type]
+    assert third == generate_latest(registry)
 
 
 def test_other_escapings_and_small_bodies_are_written_by_the_client(runtime: Runtime) -> None:
     body, headers = runtime.registry.render("text/plain;version=1.0.0;escaping=dots", "gzip")
     assert headers["Content-Type"].endswith("escaping=dots") and headers["Content-Encoding"] == "gzip"
-    expected = generate_latest(runtime.registry, escaping="dots")  # type: ignore[arg-type]
+    expected = generate_latest(runtime.registry, escaping="dots")
     assert steady(gzip.decompress(body)) == steady(expected)
     tiny = MetricsRegistry(SnapshotCollector(lambda: Snapshot(0.0, False), []))
     body, headers = tiny.render("", "gzip")

@@ -35,7 +35,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
 
 def _lookup(ip: str) -> GeoInfo:
     country = "NL" if ip.startswith("127.1.") else "DE" if ip.startswith("127.2.") else "unknown"
-    return GeoInfo(country, "", "", "", "", "")
+    return GeoInfo(country, "", None, None, None, "")
 
 
 def _config(tmp: Path, db: MariaDB, schema: str, **extra: object) -> dict[str, object]:

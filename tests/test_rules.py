@@ -154,10 +154,10 @@ def test_alertmanager_restart_receivers_use_bearer_token_and_send_resolved() -> 
         assert hook["http_config"]["authorization"]["credentials_file"]
     # People: one notification per alert name and node. Restart webhooks: one per stream.
     assert config["route"]["group_by"] == ["alertname", "node"]
-    restart = next(r for r in config["route"]["routes"] if r.get("matchers") == ['action="restart"'])
-    assert restart["group_by"] == ["alertname", "node", "stream"]
-    assert restart["group_wait"] == "0s"  # docs/actions.md, "Recovery time"
-    assert not restart.get("continue"), "restart requests must not reach people (their page is its own alert)"
+    route = next(r for r in config["route"]["routes"] if r.get("matchers") == ['action="restart"'])
+    assert route["group_by"] == ["alertname", "node", "stream"]
+    assert route["group_wait"] == "0s"  # docs/actions.md, "Recovery time"
+    assert not route.get("continue"), "restart requests must not reach people (their page is its own alert)"
     inhibit = config["inhibit_rules"][0]
     assert inhibit["source_matchers"] == ['alertname="IPTVExporterDown"']
     assert inhibit["equal"] == ["node"]

@@ -270,8 +270,8 @@ def test_real_sockets_counted_by_place_with_bytes(geo: Geo, pairs: list[Pairs]) 
     v6 = Pairs(socket.AF_INET6, "::1")
     pairs += [viewers, other, v6]
     sent = {"127.1.0.10": 1000, "127.1.0.11": 2000, "127.2.0.20": 30000}
-    for source, n in sent.items():
-        c, s = viewers.connect(source)
+    for address, n in sent.items():
+        c, s = viewers.connect(address)
         s.sendall(b"x" * n)
         _drain(c, n)
         c.sendall(b"GET / HTTP/1.1\r\n\r\n")

@@ -141,8 +141,11 @@ def test_rate_limit_and_headers_on_refusals(tmp_path: Path) -> None:
     exp = Exporter(tmp_path / "c.yml", tmp_path, args=(f"--web.config.file={web}",)).start(wait_ready=False)
     try:
         # Wait for the listener with bare TCP connects: an HTTP readiness poll would spend the tokens.
-        wait_until(lambda: socket.create_connection(("127.0.0.1", exp.port), timeout=1).close() or True,
-                   timeout=30, what="the exporter listening")
+        def listening() -> bool:
+            socket.create_connection(("127.0.0.1", exp.port), timeout=1).close()
+            return True
+
+        wait_until(listening, timeout=30, what="the exporter listening")
         codes = [httpx.get(exp.url + "/-/healthy").status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429], codes
         refused = httpx.get(exp.url + "/-/healthy")
