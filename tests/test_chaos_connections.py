@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -62,7 +63,7 @@ def slow_connections(port: int, n: int) -> Generator[list[socket.socket], None, 
             s.close()
 
 
-def exercise(exp: Exporter, token: str) -> dict:  # type: ignore[type-arg]
+def exercise(exp: Exporter, token: str) -> dict[str, Any]:
     gen = slow_connections(exp.port, SLOW)
     socks = next(gen)
     try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.helpers import Exporter, metric
+from tests.helpers import Exporter, Samples, metric
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def line(i: int, path: str = "/streams/stream_1_{i}.ts") -> str:
             f'"GET {path.format(i=i)} HTTP/1.1" 200 1000 "-" "agent-{i}"\n')
 
 
-def start(exporter, tmp: Path, access: Path, *, debug: bool = False) -> Exporter:  # type: ignore[no-untyped-def]
+def start(exporter: Callable[..., Exporter], tmp: Path, access: Path, *, debug: bool = False) -> Exporter:
     config = tmp / "config.yml"
     config.write_text(f"""
 sample_interval: 1s
@@ -36,14 +37,14 @@ viewers:
   ports: []
   access_log: {{path: {access}, preset: panelx, from_start: true}}
 """)
-    return exporter(config, args=("--log.level=debug",) if debug else ())  # type: ignore[no-any-return]
+    return exporter(config, args=("--log.level=debug",) if debug else ())
 
 
-def lines_total(exp: Exporter, n: int, what: str) -> dict:  # type: ignore[type-arg]
+def lines_total(exp: Exporter, n: int, what: str) -> Samples:
     return exp.wait_for(lambda s: metric(s, "iptv_accesslog_lines_total") == n, what)
 
 
-def test_no_secret_from_a_log_source_reaches_the_debug_log(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_no_secret_from_a_log_source_reaches_the_debug_log(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     access = tmp_path / "access.log"
     access.write_text(line(0) + 'garbage "GET /live/dave/Zp4ssD"\n' + 'junk /live/mo/PwMMM?/7.ts\n')
     exp = start(exporter, tmp_path, access, debug=True)
@@ -78,7 +79,7 @@ def test_no_secret_from_a_log_source_reaches_the_debug_log(tmp_path: Path, expor
     assert up
 
 
-def test_copytruncate_regrown_past_the_offset_loses_no_line(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_copytruncate_regrown_past_the_offset_loses_no_line(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     access = tmp_path / "access.log"
     access.write_text("".join(line(i) for i in range(100)))
     exp = start(exporter, tmp_path, access)
@@ -93,7 +94,7 @@ def test_copytruncate_regrown_past_the_offset_loses_no_line(tmp_path: Path, expo
     assert metric(exp.scrape(), "iptv_accesslog_lines_total") == 300
 
 
-def test_a_200mb_line_without_newline_costs_no_memory(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_a_200mb_line_without_newline_costs_no_memory(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     access = tmp_path / "access.log"
     access.write_text(line(0))
     exp = start(exporter, tmp_path, access)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import Exporter, metric, parse_metrics
+from tests.helpers import Exporter, Samples, metric, parse_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +38,13 @@ viewers: {{ports: [], access_log: null}}
     return path
 
 
-def scrape_ok(exp: Exporter) -> dict:  # type: ignore[type-arg]
+def scrape_ok(exp: Exporter) -> Samples:
     r = httpx.get(exp.url + "/metrics", timeout=10)
     assert r.status_code == 200, r.text[:500]
     return parse_metrics(r.text)
 
 
-def test_huge_frame_is_refused_and_metrics_keep_serving(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_huge_frame_is_refused_and_metrics_keep_serving(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     exp = exporter(write_config(tmp_path))
     good = httpx.post(exp.url + "/progress/7", content=BLOCK.format(n=250, us=10_000_000), timeout=10)
     assert good.status_code == 204
@@ -74,7 +74,7 @@ def test_huge_frame_is_refused_and_metrics_keep_serving(tmp_path: Path, exporter
     assert "Traceback" not in exp.log_text()
 
 
-def test_progress_file_with_huge_values_counts_them_skipped(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_progress_file_with_huge_values_counts_them_skipped(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     progress = tmp_path / "8.progress"
     progress.write_text(BLOCK.format(n=100, us=4_000_000))
     exp = exporter(write_config(tmp_path))
@@ -92,7 +92,7 @@ def _newlines(total: int, chunk: int) -> Iterator[bytes]:
         yield piece
 
 
-def test_blank_line_flood_is_linear_and_metrics_stay_fast(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_blank_line_flood_is_linear_and_metrics_stay_fast(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     exp = exporter(write_config(tmp_path))
     scrape_ok(exp)
     result: dict[str, object] = {}
@@ -134,7 +134,8 @@ def _newlines_with_blocks(total: int, chunk: int) -> Iterator[bytes]:
         yield (block if i % 4 == 0 else b"") + b"\n" * chunk
 
 
-def test_blank_lines_between_blocks_are_all_parsed_and_metrics_stay_fast(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_blank_lines_between_blocks_are_all_parsed_and_metrics_stay_fast(
+        tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     exp = exporter(write_config(tmp_path))
     result: dict[str, object] = {}
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import Exporter, metric, parse_metrics
+from tests.helpers import Exporter, Proc, Samples, metric, parse_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +23,15 @@ EVIL = r"(?P<stream>(a+)+)b$"
 A = "a" * 40  # 2**40 steps for a backtracking engine
 
 
-def timed_scrape(exp: Exporter) -> tuple[float, dict]:  # type: ignore[type-arg]
+def timed_scrape(exp: Exporter) -> tuple[float, Samples]:
     started = time.monotonic()
     r = httpx.get(exp.url + "/metrics", timeout=5)  # a stalled process fails here, within seconds
     assert r.status_code == 200
     return time.monotonic() - started, parse_metrics(r.text)
 
 
-def test_evil_patterns_on_hostile_text_stay_fast(tmp_path: Path, exporter, procs) -> None:  # type: ignore[no-untyped-def]
+def test_evil_patterns_on_hostile_text_stay_fast(tmp_path: Path, exporter: Callable[..., Exporter],
+                                                 procs: Callable[..., Proc]) -> None:
     access = tmp_path / "access.log"
     access.write_text("")
     errors = tmp_path / "errors.log"

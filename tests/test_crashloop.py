@@ -5,6 +5,7 @@ monitor respawns it; the exporter's own pipeline (sampler, sources, collector) r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from prometheus_client import generate_latest
 
 from exporter.config import parse_config
 from exporter.runtime import build_runtime
-from tests.helpers import metric, parse_metrics, require_binary, wait_until
+from tests.helpers import Proc, metric, parse_metrics, require_binary, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def config(tmp: Path, events: str) -> dict[str, object]:
             "streams": {"discover": [{"preset": "panelx", "user": ["root"]}], "process_events": events}}
 
 
-def test_a_crash_loop_shows_as_restarts_and_exit_errors(tmp_path: Path, procs) -> None:  # type: ignore[no-untyped-def]
+def test_a_crash_loop_shows_as_restarts_and_exit_errors(tmp_path: Path, procs: Callable[..., Proc]) -> None:
     (tmp_path / "streams").mkdir()
     with_events = build_runtime(parse_config(config(tmp_path, "on")))
     sampling_only = build_runtime(parse_config(config(tmp_path, "off")))

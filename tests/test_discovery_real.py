@@ -83,7 +83,7 @@ class QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
-def test_restreams_of_one_hls_source_are_named_by_their_outputs(tmp_path: Path, procs) -> None:  # type: ignore[no-untyped-def]
+def test_restreams_of_one_hls_source_are_named_by_their_outputs(tmp_path: Path, procs: Callable[..., Proc]) -> None:
     """14.1: two restreams of .../index.m3u8 writing bbc1.m3u8 and cnn.m3u8 are streams bbc1 and cnn."""
     out = tmp_path / "hls"
     out.mkdir()
@@ -122,7 +122,8 @@ def panelx_argv(source: str, streams: Path, stream_id: int) -> list[str]:
     ]
 
 
-def test_panelx_stream_reading_another_panels_stream_9_is_its_own_id(tmp_path: Path, procs) -> None:  # type: ignore[no-untyped-def]
+def test_panelx_stream_reading_another_panels_stream_9_is_its_own_id(
+        tmp_path: Path, procs: Callable[..., Proc]) -> None:
     """14.1: the input is another panel's /streams/stream_<9>.m3u8; the stream is <5>, what it writes."""
     streams = tmp_path / "webapp" / "streams"
     streams.mkdir(parents=True)
@@ -152,7 +153,7 @@ def abr_argv(source: str, out: Path, stream_id: int) -> list[str]:
     return argv
 
 
-def test_panelx_ladder_belongs_to_its_stream(tmp_path: Path, procs) -> None:  # type: ignore[no-untyped-def]
+def test_panelx_ladder_belongs_to_its_stream(tmp_path: Path, procs: Callable[..., Proc]) -> None:
     """14.7: stream_<id>/<label>/playlist.m3u8 renditions are stream <id>, one set of series."""
     abr = tmp_path / "abr"
     with origin(tmp_path / "provider", "live/77.m3u8", procs, audio=True) as url:

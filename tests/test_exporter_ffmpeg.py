@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import ffmpeg_hls_argv, metric, wait_until
+from tests.helpers import Exporter, Proc, ffmpeg_hls_argv, metric, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ viewers: {{ports: [], access_log: null}}
     return path
 
 
-def test_kill_and_respawn(tmp_path: Path, procs, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_kill_and_respawn(tmp_path: Path, procs: Callable[..., Proc], exporter: Callable[..., Exporter]) -> None:
     streams = tmp_path / "streams"
     streams.mkdir()
     argv = ffmpeg_hls_argv(streams / "stream_7.m3u8")
@@ -65,7 +66,7 @@ def test_kill_and_respawn(tmp_path: Path, procs, exporter) -> None:  # type: ign
     assert metric(back, "iptv_stream_restarts_total", stream="5") == 0
 
 
-def test_metrics_formats_and_endpoints(tmp_path: Path, exporter) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_formats_and_endpoints(tmp_path: Path, exporter: Callable[..., Exporter]) -> None:
     exp = exporter(write_config(tmp_path, tmp_path))
     om = httpx.get(exp.url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert om.headers["content-type"].startswith("application/openmetrics-text")

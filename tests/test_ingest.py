@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import MappingProxyType
@@ -128,7 +128,8 @@ def served(media: bytes) -> Iterator[tuple[Origin, str, str]]:
         yield origin, f"http://{address}/live/u/p/{STREAM}.ts", f"http://{panel}/progress?stream_id={STREAM}"
 
 
-def test_network_ingest_follows_what_the_origin_served(tmp_path: Path, served, procs) -> None:  # type: ignore[no-untyped-def]
+def test_network_ingest_follows_what_the_origin_served(tmp_path: Path, served: tuple[Origin, str, str],
+                                                       procs: Callable[..., Proc]) -> None:
     origin, source_url, progress_url = served
     out = tmp_path / "streams"
     out.mkdir()
