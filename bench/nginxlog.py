@@ -13,18 +13,14 @@ import random
 import time
 from pathlib import Path
 
+from exporter.demo.logline import clf_time, combined
+
 AGENTS = [
     "VLC/3.0.20 LibVLC/3.0.20", "IPTVSmartersPlayer", "okhttp/4.9.2", "Lavf/58.76.100",
     "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) Version/6.0 TV Safari/537.36",
     "Mozilla/5.0 (Linux; Android 11; MiBOX4) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/96.0 Mobile Safari/537.36",
     "TiviMate/4.7.0 (Android 11)", "Kodi/20.2 (X11; Linux x86_64) App_Bitness/64 Version/20.2",
 ]
-MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
-
-def _stamp(t: float) -> str:
-    g = time.gmtime(t)
-    return f"{g.tm_mday:02d}/{MONTHS[g.tm_mon - 1]}/{g.tm_year}:{g.tm_hour:02d}:{g.tm_min:02d}:{g.tm_sec:02d} +0000"
 
 
 def _clients(rng: random.Random, count: int) -> list[tuple[str, str, str, str]]:
@@ -64,7 +60,7 @@ def generate(path: Path, lines: int, streams: int, *, end: float | None = None, 
         for i in range(lines):
             t = start + i / rate
             if int(t) != last_sec:
-                last_sec, stamp = int(t), _stamp(t)
+                last_sec, stamp = int(t), clf_time(t)
             c = who[i]
             ip, user, pw, agent = pool[c]
             sid = watching[c]
@@ -93,7 +89,7 @@ def generate(path: Path, lines: int, streams: int, *, end: float | None = None, 
             else:
                 req, code, nb = f"GET /live/{user}/{pw}/{90000 + sid}.m3u8 HTTP/1.1", 404, 153
             referer = "http://player.example/" if agent.startswith("Mozilla") else "-"
-            out.append(f'{ip} - - [{stamp}] "{req}" {code} {nb} "{referer}" "{agent}"\n')
+            out.append(combined(ip, stamp, req, code, nb, referer, agent))
             if len(out) >= 10_000:
                 chunk = "".join(out)
                 size += fh.write(chunk)

@@ -330,3 +330,14 @@ def test_demo_on_a_taken_port_fails_before_starting_anything(tmp_path: Path) -> 
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert not (tmp_path / "d" / "run" / "stream_101.pid").exists()
     assert not processes_naming(tmp_path / "d")
+
+
+def test_combined_log_line_is_nginxs_with_quotes_escaped() -> None:
+    """One line formatter for the demo's origin, bench's generator and tests: nginx's combined format."""
+    from exporter.demo.logline import clf_time, combined
+
+    stamp = clf_time(1796553212.9)  # 2026-12-06 10:33:32 UTC
+    assert stamp == "06/Dec/2026:10:33:32 +0000"
+    assert combined("127.1.0.10", stamp, 'GET /live/a"b/p/5.ts HTTP/1.1', 200, 1234, agent='VLC "3"') == (
+        '127.1.0.10 - - [06/Dec/2026:10:33:32 +0000] "GET /live/a\\x22b/p/5.ts HTTP/1.1" 200 1234 '
+        '"-" "VLC \\x223\\x22"\n')

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from exporter.config import parse_config
+from exporter.demo.logline import clf_time
 from exporter.errors import ConfigError
 from exporter.linesample import sample_lines
 from exporter.runtime import build_runtime
@@ -53,7 +54,7 @@ def test_a_missing_or_empty_key_file_stops_the_exporter(tmp_path: Path) -> None:
 
 def _node(tmp: Path, name: str, users: list[str], key: Path) -> Path:
     log = tmp / f"{name}.log"
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+    stamp = clf_time(time.time())
     log.write_text("".join(
         f'198.18.{i // 250}.{i % 250 + 1} - - [{stamp}] "GET /live/{user}/pw/5.m3u8 HTTP/1.1" 200 400 "-" "VLC"\n'
         for i, user in enumerate(users)))

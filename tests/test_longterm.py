@@ -33,12 +33,12 @@ import yaml
 
 from bench import geodata
 from bench.fleetstack import Child, FleetStack, binary, http_json, query
-from bench.nginxlog import _stamp
 from bench.options import Options
 from bench.util import free_port, wait_until
 from bench.workload import Host
 from exporter import report
 from exporter.cli import build_parser
+from exporter.demo.logline import clf_time
 from tests.helpers import REPO, require_binary
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def smooth_log(path: Path, stop: threading.Event) -> threading.Thread:
     def loop() -> None:
         tick = 0
         while not stop.wait(TICK):
-            stamp = _stamp(time.time())
+            stamp = clf_time(time.time())
             lines = []
             for sid in range(1, STREAMS + 1):
                 for viewer in range(1, sid + 1):

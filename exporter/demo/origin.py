@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from exporter.demo.layout import Layout
+from exporter.demo.logline import clf_time, combined
 from exporter.demo.workload import LINES, Line
 
 LIVE = re.compile(r"^/live/(?P<user>[^/]+)/(?P<password>[^/]+)/(?P<stream>\d+)\.m3u8$")
@@ -154,11 +155,8 @@ class _Origin(ThreadingHTTPServer):
 
     def log_combined(self, handler: _Handler, status: int, size: int) -> None:
         """``$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$referer" "$agent"``."""
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime())
-        agent = handler.headers.get("User-Agent", "-").replace('"', "\\x22")
-        referer = handler.headers.get("Referer", "-").replace('"', "\\x22")
-        line = (f'{handler.client_address[0]} - - [{stamp}] "{handler.requestline}" {status} {size} '
-                f'"{referer}" "{agent}"\n')
+        line = combined(handler.client_address[0], clf_time(time.time(), local=True), handler.requestline, status,
+                        size, handler.headers.get("Referer", "-"), handler.headers.get("User-Agent", "-"))
         with self._lock:
             self._log.write(line)
 
