@@ -8,9 +8,7 @@ died, and the restart is a signal. ffmpeg, nginx, the viewers and the exporter a
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import yaml
 
 from tests.actions_support import NODE, restart_through_webhook
 from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
+from tests.nginx import start_nginx, write_nginx_conf
 from tests.players import Player
 
 pytestmark = pytest.mark.slow
@@ -28,19 +27,8 @@ pytestmark = pytest.mark.slow
 TOKEN = "webhook-t0ken"
 URL = r"/hls/(?P<line>[^/]+)/(?P<password>[^/]+)/(?P<stream>[a-z0-9]+)/"
 
-NGINX_CONF = """
-{user}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
+NGINX_HTTP = """
     types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
     server {{
         listen 127.0.0.1:{origin_port};
         access_log {root}/origin.log combined;
@@ -51,7 +39,6 @@ http {{
         access_log {root}/access.log combined;
         location ~ "^/hls/[^/]+/[^/]+/(?<sid>[a-z0-9]+)/(?<file>[^/]+)$" {{ alias {out}/$file; }}
     }}
-}}
 """
 
 # systemd's Restart=always in a few lines: the restream is started again when its ffmpeg exits.
@@ -78,13 +65,8 @@ def host(tmp_path: Path) -> Iterator[tuple[int, Path, list[Proc]]]:
     for d in (origin, out, root / "tmp"):
         d.mkdir(parents=True)
     port, origin_port = free_port(), free_port()
-    (root / "nginx.conf").write_text(NGINX_CONF.format(
-        user="user root;" if os.geteuid() == 0 else "", root=root, port=port, origin_port=origin_port,
-        origin=origin, out=out))
-    nginx_bin = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or require_binary("nginx")
-    procs = [Proc(ffmpeg_hls_argv(origin / "index.m3u8"), log=root / "origin.out").start(),
-             Proc([nginx_bin, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
-                  log=root / "nginx.out").start()]
+    write_nginx_conf(root, NGINX_HTTP.format(root=root, port=port, origin_port=origin_port, origin=origin, out=out))
+    procs = [Proc(ffmpeg_hls_argv(origin / "index.m3u8"), log=root / "origin.out").start(), start_nginx(root)]
     try:
         wait_until(lambda: (origin / "index.m3u8").exists(), timeout=30, what="the origin's playlist")
         source = f"http://127.0.0.1:{origin_port}/src/index.m3u8"

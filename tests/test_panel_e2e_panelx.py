@@ -11,9 +11,7 @@ as pm2 does, viewer chatter included: the healthy stream must show no error (the
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,9 @@ import pytest
 import yaml
 
 from tests.actions_support import NODE, restart_through_webhook
-from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
+from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, wait_until
 from tests.mmdb import PLACES, write_dbs
+from tests.nginx import start_nginx, write_nginx_conf
 from tests.panelx_standin import PanelX
 from tests.players import Player
 
@@ -34,20 +33,9 @@ STREAM = "5417"  # PanelX ids are integers; an unusual one so other tests' ffmpe
 TOKEN = "webhook-t0ken"
 SECRETS = ("al1ce-pa55", "b0b-pa55", "adm1n-pa55")
 
-NGINX_CONF = """
-{user}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
+NGINX_HTTP = """
     types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
     access_log {root}/access.log combined;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
     upstream panelx_backend {{ server 127.0.0.1:{app_port}; keepalive 16; }}
     server {{  # the origin PanelX restreams
         listen 127.0.0.1:{origin_port};
@@ -74,7 +62,6 @@ http {{
             expires 10s;
         }}
     }}
-}}
 """
 
 
@@ -109,12 +96,9 @@ def host(tmp_path: Path) -> Iterator[Host]:
     port, origin_port = free_port(), free_port()
     panel = PanelX(root / "home" / "panelx" / "webapp", root / "home" / "panelx" / "logs",
                    {STREAM: f"http://127.0.0.1:{origin_port}/src/index.m3u8"}).serve()
-    (root / "nginx.conf").write_text(NGINX_CONF.format(
-        user="user root;" if os.geteuid() == 0 else "", root=root, port=port, origin_port=origin_port,
-        origin=origin, app_port=panel.port))
-    nginx_bin = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or require_binary("nginx")
-    nginx = Proc([nginx_bin, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
-                 log=root / "nginx.out").start()
+    write_nginx_conf(root, NGINX_HTTP.format(root=root, port=port, origin_port=origin_port, origin=origin,
+                                             app_port=panel.port))
+    nginx = start_nginx(root)
     city, asn = write_dbs(root / "geoip", {"127.1.0.0/16": PLACES["amsterdam"], "127.2.0.0/16": PLACES["berlin"]})
     try:
         wait_until(lambda: (origin / "index.m3u8").exists(), timeout=30, what="the origin's playlist")

@@ -11,9 +11,7 @@ the exporter are real.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +21,10 @@ import pytest
 import yaml
 
 from tests.actions_support import NODE, restart_through_webhook
-from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
+from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, wait_until
 from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, mariadb
 from tests.mmdb import PLACES, write_dbs
+from tests.nginx import start_nginx, write_nginx_conf
 from tests.players import Player
 from tests.xui_standin import Xui
 
@@ -38,20 +37,9 @@ TOKEN = "webhook-t0ken"
 SNIPPET = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "iptv-progress.conf"
 SECRETS = ("al1ce-pa55", "b0b-pa55", EXPORTER_PASSWORD)
 
-NGINX_CONF = """
-{user}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
+NGINX_HTTP = """
     access_log off;  # as XUI.one / XC_VM ship it (bin/nginx/conf/nginx.conf)
     client_max_body_size 8m;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
     server {{  # the origin the panel restreams
         listen 127.0.0.1:{origin_port};
         access_log {root}/origin.log combined;
@@ -67,7 +55,6 @@ http {{
             proxy_set_header X-Real-IP $remote_addr;
         }}
     }}
-}}
 """
 
 
@@ -138,9 +125,8 @@ def host(tmp_path: Path, shape: Shape) -> Iterator[Host]:
                      LOOPING: f"http://127.0.0.1:{origin_port}/src/gone.m3u8"}, progress_port=port,
                     flavour=shape.schema).serve()
         (root / "iptv-progress.conf").write_text(SNIPPET.read_text())  # exporter port set by _config
-        (root / "nginx.conf").write_text(NGINX_CONF.format(
-            user="user root;" if os.geteuid() == 0 else "", root=root, port=port, origin_port=origin_port,
-            origin=origin, app_port=panel.port))
+        write_nginx_conf(root, NGINX_HTTP.format(root=root, port=port, origin_port=origin_port, origin=origin,
+                                                 app_port=panel.port))
         city, asn = write_dbs(root / "geoip", {"127.1.0.0/16": PLACES["amsterdam"], "127.2.0.0/16": PLACES["berlin"]})
         try:
             wait_until(lambda: (origin / "index.m3u8").exists(), timeout=30, what="the origin's playlist")
@@ -177,9 +163,7 @@ def test_xtream_family_end_to_end(tmp_path: Path, host: Host, shape: Shape) -> N
     exp = Exporter(_config(tmp_path, host, shape), tmp_path).start()
     snippet = host.root / "iptv-progress.conf"
     snippet.write_text(snippet.read_text().replace("127.0.0.1:9756", f"127.0.0.1:{exp.port}"))
-    nginx_bin = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or require_binary("nginx")
-    nginx = Proc([nginx_bin, "-p", str(host.root), "-c", str(host.root / "nginx.conf"), "-g", "daemon off;"],
-                 log=host.root / "nginx.out").start()
+    nginx = start_nginx(host.root)
     base = f"http://127.0.0.1:{host.port}"
     viewers: list[TokenViewer] = []
     try:

@@ -10,8 +10,6 @@ nginx sees ffmpeg close first).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,25 +18,15 @@ import pytest
 import yaml
 
 from tests.helpers import Exporter, Proc, free_port, metric, require_binary, wait_until
+from tests.nginx import start_nginx, write_nginx_conf
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 SNIPPET = REPO / "deploy" / "nginx" / "iptv-progress.conf"
 
-NGINX_CONF = """
-{user}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
+NGINX_HTTP = """
     access_log off;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
     client_max_body_size 8m;
     server {{
         listen 127.0.0.1:{port};
@@ -48,7 +36,6 @@ http {{
         listen 127.0.0.1:{buffered_port};
         include {root}/iptv-progress-buffered.conf;
     }}
-}}
 """
 
 
@@ -73,11 +60,8 @@ def test_panel_progress_urls_through_nginx_arrive_while_ffmpeg_runs(tmp_path: Pa
     (root / "iptv-progress.conf").write_text(snippet)
     (root / "iptv-progress-buffered.conf").write_text(snippet.replace("proxy_request_buffering off;", ""))
     port, buffered_port = free_port(), free_port()
-    (root / "nginx.conf").write_text(NGINX_CONF.format(
-        user="user root;" if os.geteuid() == 0 else "", root=root, port=port, buffered_port=buffered_port))
-    nginx_bin = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or require_binary("nginx")
-    nginx = Proc([nginx_bin, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
-                 log=root / "nginx.out").start()
+    write_nginx_conf(root, NGINX_HTTP.format(root=root, port=port, buffered_port=buffered_port), connections=64)
+    nginx = start_nginx(root)
     pushers: list[Proc] = []
     try:
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/progress", timeout=2).status_code == 405,

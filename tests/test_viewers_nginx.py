@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import threading
 from collections import Counter
@@ -23,8 +22,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, require_binary, wait_until
+from tests.helpers import Exporter, Proc, Samples, ffmpeg_hls_argv, free_port, metric, wait_until
 from tests.mmdb import PLACES, write_dbs
+from tests.nginx import start_nginx, write_nginx_conf
 
 pytestmark = pytest.mark.slow
 
@@ -42,21 +42,10 @@ class Origin:
     asn_db: Path
 
 
-NGINX_CONF = """
-{user}
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 128; }}
-http {{
+NGINX_HTTP = """
     types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
     default_type application/octet-stream;
     access_log {root}/access.log combined;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
     keepalive_timeout 60s;
     server {{
         listen 127.0.0.1:{port};
@@ -69,7 +58,6 @@ http {{
             alias {hls}/;
         }}
     }}
-}}
 """
 
 
@@ -84,11 +72,8 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
     argv[-1:-1] = ["-hls_segment_filename", str(hls / "stream_7_%d.ts"), "-hls_base_url", "/streams/"]
     ffmpeg = Proc(argv, log=root / "ffmpeg.log").start()
     port = free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user="user root;" if os.geteuid() == 0 else "", root=root, port=port, hls=hls))
-    nginx_bin = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or require_binary("nginx")
-    nginx = Proc([nginx_bin, "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
-                 log=root / "nginx.out").start()
+    write_nginx_conf(root, NGINX_HTTP.format(root=root, port=port, hls=hls), connections=128)
+    nginx = start_nginx(root)
     city, asn = write_dbs(root / "geoip", {"127.1.0.0/16": PLACES["amsterdam"], "127.2.0.0/16": PLACES["berlin"]})
     url = f"http://127.0.0.1:{port}"
     try:
