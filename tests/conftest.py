@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +40,15 @@ def exporter(tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
     yield start
     for e in started:
         e.stop()
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A folder another user can enter (pytest's tmp_path is root's alone): for processes run as nobody."""
+    path = Path(tempfile.mkdtemp(prefix="iptv-world-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler
@@ -165,15 +163,6 @@ def test_panelx_ladder_belongs_to_its_stream(tmp_path: Path, procs: Callable[...
         wait_until(lambda: (abr / "stream_48677" / "144p" / "playlist.m3u8").exists(), timeout=60,
                    what=f"both renditions written: {ladder.output()[-500:]}")
         assert ladder.alive()
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    """A folder another user can enter (pytest's tmp_path is root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="iptv-owner-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def fake_ffmpeg(folder: Path, name: str) -> list[str]:

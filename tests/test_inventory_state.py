@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -50,14 +48,6 @@ def post(url: str, token: str, *alerts: dict[str, object]) -> None:
 def decision(url: str, token: str, stream_label: str) -> str:
     rows = [d for d in journal(url, token)["decisions"] if d.get("stream") == stream_label]
     return str(rows[0]["result"]) if rows else ""
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="iptv-inv-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_stream_down_at_exporter_start_stays_down_restartable_then_is_forgotten(
