@@ -108,7 +108,7 @@ def test_batch_is_all_or_nothing(tmp_path: Path) -> None:
     """A write that fails part way (here the last decision breaks a NOT NULL constraint, after the notification
     and its action are inserted) leaves nothing: the transaction is rolled back and the journal is down."""
     j = Journal.open(tmp_path / "j.sqlite")
-    broken = dataclasses.replace(_decision("f2"), reason=None)
+    broken = dataclasses.replace(_decision("f2"), reason=None)  # type: ignore[arg-type]  # on purpose: NOT NULL
     with pytest.raises(JournalError, match="NOT NULL"):
         j.record([_notification(1.0, _decision("f1", _action(10.0))), _notification(2.0, broken)])
     assert not j.up
