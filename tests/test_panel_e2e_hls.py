@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -99,7 +99,8 @@ def _origin_bytes(log: Path) -> int:
     return sum(int(m) for m in re.findall(r'" 2\d\d (\d+) ', log.read_text()))
 
 
-def test_hls_restreams_end_to_end(tmp_path: Path, host: tuple[int, Path, list[Proc]]) -> None:
+def test_hls_restreams_end_to_end(tmp_path: Path, host: tuple[int, Path, list[Proc]],
+                                  exporter: Callable[..., Exporter]) -> None:
     port, root, _ = host
     (tmp_path / "token").write_text(TOKEN + "\n")
     cfg = tmp_path / "exporter.yml"
@@ -110,7 +111,7 @@ def test_hls_restreams_end_to_end(tmp_path: Path, host: tuple[int, Path, list[Pr
         "actions": {"token_file": str(tmp_path / "token"), "journal": str(tmp_path / "a.sqlite"),
                     "verify_timeout": "40s", "restart": {"type": "signal", "signal": "TERM"}},
     }))
-    exp = Exporter(cfg, tmp_path).start()
+    exp = exporter(cfg)  # the fixture stops it whichever step fails
     base = f"http://127.0.0.1:{port}"
     players = [RestreamPlayer(f"{base}/hls/carol/car0l-pa55/bbc1/bbc1.m3u8", "127.1.0.30"),
                RestreamPlayer(f"{base}/hls/dave/dav3-pa55/bbc1/bbc1.m3u8", "127.1.0.31"),
