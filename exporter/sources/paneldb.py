@@ -6,17 +6,16 @@ stream. The panel itself writes a row per open connection (``lines_live``: user,
 start, ``hls_end``; Xtream's ``user_activity_now``), so that table is the truth: one bounded query per round,
 with a read-only account, in the sampler's worker thread (never on the event loop).
 
-The result is an :class:`~exporter.sources.accesslog.AccessLogResult`, judged by the same rules as the access log's
-(a viewer is a distinct IP + user agent on a stream; sharing by :func:`~exporter.sources.accesslog.suspected_lines`),
-so the metrics, dashboards and /api/connections read it the same way. What it has not: bytes and HTTP responses
-per stream (the table holds none), and connections shorter than a round.
+The result is an :class:`~exporter.sources.accesslog.result.AccessLogResult`, judged by the same rules as the
+access log's (a viewer is a distinct IP + user agent on a stream; sharing by
+:func:`~exporter.sources.accesslog.result.suspected_lines`), so the metrics, dashboards and /api/connections
+read it the same way. What it has not: bytes and HTTP responses per stream (the table holds none), and
+connections shorter than a round.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
-import operator
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,13 +26,11 @@ from exporter.config import Config
 from exporter.config.viewers import PanelDb
 from exporter.errors import ExporterError
 from exporter.sources import SampleContext
-from exporter.sources.accesslog import SESSION_BUCKETS, AccessLogResult, Histogram, Lookup, suspected_lines
+from exporter.sources.accesslog import AccessLogResult, Lookup, SessionDurations, ips_by_line, suspected_lines
 
 log = logging.getLogger(__name__)
 
 NAME = "paneldb"
-_IP = operator.itemgetter(0)
-"""The ip of an (ip, agent) client key."""
 
 
 class PanelDbError(ExporterError):
@@ -102,9 +99,7 @@ class PanelDbSource:
         self._conn: Any = None
         self._open: dict[int, tuple[float, float]] = {}
         """activity id -> (started, last seen): rows that vanish are ended sessions."""
-        self._buckets = [0] * (len(SESSION_BUCKETS) + 1)
-        self._session_sum = 0.0
-        self._session_count = 0
+        self._durations = SessionDurations()
         self.rows_total = 0
         self.skipped_total = 0
 
@@ -176,32 +171,22 @@ class PanelDbSource:
                 client_lines[(key[1], key[2])] = row.line
         for activity, (started, last) in self._open.items():
             if activity not in seen:
-                self._observe(max(0.0, last - started))
+                self._durations.observe(max(0.0, last - started))
         self._open = seen
-        pairs = list(set(zip(map(_IP, client_lines), client_lines.values(), strict=True)))
-        ip_counts = Counter(line for _, line in pairs)
-        cumulative, total = [], 0
-        for bound, n in zip((*SESSION_BUCKETS, float("inf")), self._buckets, strict=True):
-            total += n
-            cumulative.append((bound, total))
+        ips = ips_by_line(client_lines)
         return AccessLogResult(
             streams=MappingProxyType({}),
             viewers=MappingProxyType(dict(Counter(stream for stream, _, _ in sessions))),
-            lines_online=len(ip_counts),
-            sharing_lines=suspected_lines(pairs, ip_counts, self._sharing, self._lookup),
+            lines_online=len(ips),
+            sharing_lines=suspected_lines(ips, self._sharing, self._lookup),
             lines_total=self.rows_total,
             skipped_lines_total=self.skipped_total,
-            sessions=Histogram(tuple(cumulative), self._session_sum, self._session_count),
+            sessions=self._durations.histogram(),
             rotations=0,
             open_sessions=MappingProxyType(sessions),
             client_lines=MappingProxyType(client_lines),
             lookup=self._lookup,
         )
-
-    def _observe(self, duration: float) -> None:
-        self._buckets[bisect.bisect_left(SESSION_BUCKETS, duration)] += 1
-        self._session_sum += duration
-        self._session_count += 1
 
 
 def connect_pymysql(cfg: PanelDb) -> Any:
