@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from exporter.linear_re import LinearPattern
+from exporter.config.viewers import AccessLog
+from exporter.linear_re import LinearPattern, compile_linear
 
 Row = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
 """(ip, time, path without query, status, body bytes, user agent), all raw bytes."""
@@ -125,10 +126,18 @@ def parse_regex_line(rx: LinearPattern[bytes], line: bytes) -> Row | None:
     return (ip, d.get("time") or b"", _clean_path(path), status, nbytes, d.get("agent") or b"")
 
 
-def regex_parser(rx: LinearPattern[bytes]) -> Parser:
-    """The parser of ``format: regex`` with the config's pattern (compiled with RE2: exporter.linear_re)."""
+def parser_for(cfg: AccessLog) -> Parser:
+    """The parser of the configured format; ``format: regex`` runs the config's pattern with RE2
+    (exporter.linear_re), so no pattern can backtrack on a hostile line."""
+    if cfg.format == "combined":
+        return parse_combined_lines
+    if cfg.format == "json":
+        return parse_json_lines
+    if cfg.regex is None:
+        raise ValueError("viewers.access_log: format regex needs a regex")
+    rx = compile_linear(cfg.regex.encode("utf-8"))
 
-    def parse(lines: list[bytes]) -> list[Row]:
+    def parse_regex_lines(lines: list[bytes]) -> list[Row]:
         return [row for row in (parse_regex_line(rx, line) for line in lines) if row is not None]
 
-    return parse
+    return parse_regex_lines

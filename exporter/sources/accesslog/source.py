@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterable
 from types import MappingProxyType
 
 from exporter.config import Config
-from exporter.linear_re import compile_linear
 from exporter.redact import excerpt
 from exporter.sources import SampleContext
-from exporter.sources.accesslog.parse import Parser, Row, parse_combined_lines, parse_json_lines, regex_parser
+from exporter.sources.accesslog.parse import Parser, Row, parser_for
 from exporter.sources.accesslog.result import AccessLogResult, Lookup, ips_by_line, suspected_lines
 from exporter.sources.accesslog.urls import StreamUrls, source_redactor
 from exporter.sources.accesslog.viewing import Viewing
@@ -32,8 +31,7 @@ class AccessLogSource:
 
     name = "accesslog"
 
-    def __init__(self, config: Config, lookup: Lookup, *, follower: FileFollower | None = None,
-                 refresh: Callable[[], None] | None = None) -> None:
+    def __init__(self, config: Config, lookup: Lookup, *, refresh: Callable[[], None] | None = None) -> None:
         cfg = config.viewers.access_log
         if cfg is None:
             raise ValueError("viewers.access_log is not configured")
@@ -41,18 +39,12 @@ class AccessLogSource:
         self._sharing = config.viewers.sharing
         self._lookup = lookup
         self._refresh = refresh
-        self._follower = follower
+        self._follower: FileFollower | None = None
+        """Opened by :meth:`open` (or the first sample), not here: an unreadable log marks the source down, it
+        does not stop the exporter from starting."""
         self.urls = StreamUrls(cfg)
         self.redactor = source_redactor(cfg)
-        self.parse: Parser
-        if cfg.format == "combined":
-            self.parse = parse_combined_lines
-        elif cfg.format == "json":
-            self.parse = parse_json_lines
-        else:
-            if cfg.regex is None:
-                raise ValueError("viewers.access_log.format regex needs a regex")
-            self.parse = regex_parser(compile_linear(cfg.regex.encode("utf-8")))
+        self.parse: Parser = parser_for(cfg)
         self.viewing = Viewing(config.viewers.window, config.viewers.max_clients)
         self._inventory: frozenset[str] = frozenset()
         self.lines_total = 0
@@ -62,21 +54,25 @@ class AccessLogSource:
 
     def open(self) -> None:
         """Open the log (at its end unless ``from_start``). A log that is missing is read once it appears;
-        one that cannot be opened marks the round down, and the next round tries again."""
+        one that cannot be opened (an unsafe symlink) marks the round down, and the next round tries again."""
+        self._opened()
+
+    def _opened(self) -> FileFollower:
         if self._follower is None:
             self._follower = FileFollower(self._cfg.path, from_start=self._cfg.from_start)
+        return self._follower
 
     def close(self) -> None:
         if self._follower is not None:
             self._follower.close()
+            self._follower = None
 
     def sample(self, ctx: SampleContext) -> AccessLogResult:
         if self._refresh is not None:
             self._refresh()
-        self.open()  # a no-op once open; again after a round whose open failed
-        assert self._follower is not None
+        lines = self._opened().read_lines()
         self.set_inventory(ctx.streams)
-        self.ingest(self._follower.read_lines(), ctx.now)
+        self.ingest(lines, ctx.now)
         return self.result(ctx.now)
 
     def set_inventory(self, streams: Iterable[str]) -> None:
