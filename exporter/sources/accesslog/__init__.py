@@ -6,7 +6,8 @@ The package, one job per module:
   ``json`` and ``regex`` formats;
 - :mod:`.urls`: a request path -> its stream and subscriber line (the preset's and the config's URL
   patterns), remembered per distinct path; the redactor of anything logged;
-- :mod:`.sessions`: viewing sessions and client lines, kept between rounds;
+- :mod:`.viewing`: per-stream counters, viewing sessions and client lines, kept between rounds (the one
+  loop over the rows);
 - :mod:`.result`: :class:`AccessLogResult` (also the panel DB source's result) and the sharing judgement;
 - :mod:`.source`: :class:`AccessLogSource`, which follows the log and ties them together.
 

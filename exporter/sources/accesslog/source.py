@@ -4,7 +4,7 @@ A round reads the lines written since the last one (:class:`~exporter.sources.ta
 ``tail -F``: rotation and copytruncate safe), parses them in one pass for the configured format
 (exporter.sources.accesslog.parse), and folds the rows in one loop: the path's stream and line from the
 URL map (exporter.sources.accesslog.urls, one pattern match per distinct path), the stream's bytes and
-responses, the client's session (exporter.sources.accesslog.sessions). Only streams of the inventory are
+responses, the client's session (exporter.sources.accesslog.viewing). Only streams of the inventory are
 counted: a request for ``/live/u/p/99999.ts`` cannot create a series.
 """
 
