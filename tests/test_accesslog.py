@@ -502,3 +502,18 @@ def test_lines_within_both_bounds_need_no_geo_lookup() -> None:
                   line("192.0.2.3", "/live/pair/p/5.m3u8")])
     assert sorted(looked_up) == ["192.0.2.2", "192.0.2.3"]  # "solo" cannot be suspected: no lookup
     assert r.lines_online == 2 and r.sharing == ()
+
+
+def test_the_url_map_forgets_its_older_half_past_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinct paths are remembered up to a cap (segment URLs never come back); past it the older half goes,
+    and a forgotten path is matched again with the same answer."""
+    from exporter.sources.accesslog import urls
+
+    monkeypatch.setattr(urls, "URL_CACHE_SIZE", 10)
+    src = make(inventory=("5",))
+    segments = [line("192.0.2.1", f"/streams/stream_5_{n}.ts", nbytes=1) for n in range(12)]
+    run(src, segments[:11])
+    run(src, [segments[11]])  # the batch starts by trimming the 11 known paths to the newest 6
+    assert list(src.urls.known) == [f"/streams/stream_5_{n}.ts".encode() for n in range(5, 12)]
+    r = run(src, [segments[0]])  # forgotten, matched again
+    assert r.streams["5"].sent_bytes_total == 13 and src.urls.known[b"/streams/stream_5_0.ts"] == ("5", None)
