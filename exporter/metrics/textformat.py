@@ -8,12 +8,13 @@ its header plus those lines.
 
 Why not prometheus_client's own writers: measured with ``python -m bench.encoder`` on the /metrics families
 of a 500-stream, 10k-viewer node (66 families, 13,168 samples; CPU time, median of 9 runs, 2-core
-development box, 2026-12-06), this module writes the text format in 26 ms against ``generate_latest``'s
-54-56 ms (2.0-2.1x over several runs), and OpenMetrics, the format Prometheus asks for first, in 26 ms
-against 115-118 ms (4.4x). With the client's writer a snapshot's first OpenMetrics scrape would cost about
-135 ms (collecting the families takes about 20 ms), over the 100 ms render target of docs/benchmarks.md;
-with this module it costs 42-44 ms. The version before this one (whole families through ``map`` over ``%``
-templates and ``itemgetter``, a ``float.__repr__`` shortcut) took 17 ms: 1.5x more, not enough to keep.
+development box under load, 2026-12-06), this module writes the text format in 26-27 ms against
+``generate_latest``'s 54-60 ms (2.0-2.2x over several runs), and OpenMetrics, the format Prometheus asks for
+first, in 26-27 ms against 115-139 ms (4.4-5.1x). With the client's writer a snapshot's first OpenMetrics
+scrape would cost about 135 ms (collecting the families takes about 20 ms), over the 100 ms render target of
+docs/benchmarks.md; with this module it costs 42-60 ms. The version before this one (whole families through
+``map`` over ``%`` templates and ``itemgetter``, a ``float.__repr__`` shortcut) took 17 ms: 1.5x more, not
+enough to keep.
 
 A family this plain path does not cover (timestamps, exemplars, ``_created`` samples, native histograms, a
 name outside the legacy character set, an unusual type) is written by prometheus_client itself, so the
