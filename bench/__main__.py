@@ -17,9 +17,14 @@ from bench import geodata, report
 from bench.measure import BusyMeter, loadavg, settle
 from bench.options import Options
 
-BENCHMARKS = ["sockets", "processes", "accesslog", "exporter", "webhook", "series", "nodeseries", "recovery"]
+BENCHMARKS = ["sockets", "processes", "accesslog", "exporter", "scale", "steady", "webhook", "series", "nodeseries",
+              "recovery"]
 REPO = Path(__file__).resolve().parent.parent
-APT = {"prometheus-process-exporter": "prometheus-process-exporter", "mtail": "mtail", "gcc": "gcc", "ss": "iproute2"}
+APT = {"prometheus-process-exporter": "prometheus-process-exporter", "mtail": "mtail", "gcc": "gcc", "ss": "iproute2",
+       "prometheus-node-exporter": "prometheus-node-exporter"}
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+"""Debian's hook that says whether a package's postinst may start its service: we answer no while installing
+(prometheus-node-exporter's postinst would start node_exporter as a daemon; the bench starts its own)."""
 
 
 def ensure_tools(names: list[str]) -> None:
@@ -35,8 +40,17 @@ def ensure_tools(names: list[str]) -> None:
         return
     print(f"bench: installing {' '.join(missing)}", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=False, env=env)
+    ours = not POLICY_RC_D.exists()
+    if ours:
+        POLICY_RC_D.write_text("#!/bin/sh\n# python -m bench is installing packages: start no service\nexit 101\n")
+        POLICY_RC_D.chmod(0o755)
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=False,
+                       env=env)
+    finally:
+        if ours:
+            POLICY_RC_D.unlink()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -60,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    ensure_tools(["ss", "gcc", "prometheus-process-exporter", "mtail"])
+    ensure_tools(["ss", "gcc", "prometheus-process-exporter", "mtail", "prometheus-node-exporter"])
     runs = args.runs or (3 if args.quick else 5)
     started, t0, load_before, meter = report.utcnow(), time.monotonic(), loadavg(), BusyMeter()
     sections: list[report.Section] = []

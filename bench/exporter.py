@@ -24,6 +24,8 @@ from bench.workload import Host, lines_per_second
 REPO = Path(__file__).resolve().parent.parent
 FOUND: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
 """Series by family at each workload measured in this run (the series benchmark reuses them)."""
+RUNS: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+"""(probe, real exporter) at each workload measured in this run (the scale benchmark reuses them)."""
 SAMPLE_TARGET = 0.250
 RENDER_TARGET = 0.100
 RSS_TARGET = 150 * 2**20
@@ -138,6 +140,7 @@ def run(opts: Options) -> Section:
                 tool, lines = again["render_profile"]
                 profile_lines += as_markdown("the first /metrics render of a snapshot (text format)", tool, lines)
         real = real_process(host, opts, opts.runs)
+    RUNS[(streams, viewers)] = (probe, real)
     families = series_by_family(probe["metrics"])
     FOUND[(streams, viewers)] = families
     total_series = sum(a + b for a, b in families.values())

@@ -112,6 +112,15 @@ def task_cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process (all its threads, those that ended too) and of its reaped
+    children, from /proc/<pid>/stat: clock ticks, so fine for a window of seconds, not for one call."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])  # stat fields 14-17, after pid and comm
+    return (utime + stime + cutime + cstime) / TICK
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
