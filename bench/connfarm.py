@@ -1,9 +1,13 @@
-"""Established TCP connections on loopback: a listener on a viewer port here, the client ends in a child.
+"""Established TCP connections on loopback: a listener on a viewer port here, both ends held by children.
 
-The child (``python -m bench.connfarm HOST PORT SOURCES``) opens connections when told how many on its
-stdin, from several 127.x source addresses (each address has its own ephemeral ports, so 19k
-connections never run out), and closes them with a reset on exit so no TIME-WAIT is left behind to slow
-later dumps. The listener side accepts them and sends each a little data, so ``tcp_info`` has bytes.
+Each child (``python -m bench.connfarm LISTEN_FD HOST PORT SOURCES``) is a shard: told on its stdin how
+many connections to add, it connects each from one of several 127.x source addresses (each address has
+its own ephemeral ports, so 50k connections never run out), accepts it from the listener it inherited and
+sends it a little data (so ``tcp_info`` has bytes). Both ends of a connection live in the same shard, and a
+shard takes only as many as its RLIMIT_NOFILE allows: where the hard limit cannot be raised (no
+CAP_SYS_RESOURCE in a container) more shards hold more connections. Shards grow one at a time, so each
+accepts the connections it made. On exit a shard resets its client ends, so no TIME-WAIT is left behind
+to slow later dumps.
 """
 
 from __future__ import annotations
@@ -15,17 +19,31 @@ import struct
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from bench.measure import raise_nofile
 
 IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h: pick the port at connect(), per 4-tuple
 PAYLOAD = b"x" * 1024
+SPARE_FDS = 256
+"""Descriptors a shard keeps for itself (Python, its pipes, the inherited listener)."""
 
 
 def source_addresses(second_octet: int, count: int) -> list[str]:
     """``count`` addresses in 127.<second_octet>.0.0/16, spread over /24s (the geo test data maps /24s)."""
     return [f"127.{second_octet}.{i % 64}.{1 + i // 64}" for i in range(count)]
+
+
+def shard_capacity(wanted: int) -> int:
+    """Connections one process can hold (two descriptors each) after raising its limit towards ``wanted``."""
+    return (raise_nofile(2 * wanted + SPARE_FDS) - SPARE_FDS) // 2
+
+
+@dataclass
+class _Shard:
+    proc: subprocess.Popen[str]
+    held: int = 0
 
 
 class ConnFarm:
@@ -35,9 +53,12 @@ class ConnFarm:
         self.sources = list(sources)
         self.host = host
         self.port = 0
-        self.accepted: list[socket.socket] = []
         self._listener: socket.socket | None = None
-        self._child: subprocess.Popen[str] | None = None
+        self._shards: list[_Shard] = []
+
+    @property
+    def held(self) -> int:
+        return sum(s.held for s in self._shards)
 
     def __enter__(self) -> ConnFarm:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -46,69 +67,76 @@ class ConnFarm:
         listener.listen(4096)
         self._listener = listener
         self.port = listener.getsockname()[1]
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "bench.connfarm", self.host, str(self.port), ",".join(self.sources)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        )
         return self
 
-    def grow_to(self, total: int) -> None:
-        """Open connections until ``total`` are established (raises RLIMIT_NOFILE as needed)."""
-        more = total - len(self.accepted)
-        if more <= 0:
-            return
-        limit = raise_nofile(total + 2048)
-        if limit < total + 256:
-            raise RuntimeError(f"RLIMIT_NOFILE is {limit}: cannot hold {total} connections (run as root)")
-        assert self._child is not None and self._child.stdin is not None and self._child.stdout is not None
+    def _new_shard(self) -> _Shard:
         assert self._listener is not None
-        self._child.stdin.write(f"{more} {total + 2048}\n")
-        self._child.stdin.flush()
-        for _ in range(more):  # accept while the child connects, so the backlog never overflows
-            conn, _ = self._listener.accept()
-            conn.setblocking(False)
-            conn.send(PAYLOAD)
-            self.accepted.append(conn)
-        reply = self._child.stdout.readline().strip()
-        if reply != f"ok {total}":
-            raise RuntimeError(f"connection farm child answered {reply!r}, wanted 'ok {total}'")
+        fd = self._listener.fileno()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.connfarm", str(fd), self.host, str(self.port), ",".join(self.sources)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(fd,),
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        shard = _Shard(proc)
+        self._shards.append(shard)
+        return shard
+
+    def grow_to(self, total: int) -> None:
+        """Open connections until ``total`` are established, starting shards as their limits require."""
+        capacity = shard_capacity(total)  # children inherit the raised limit
+        if capacity < 1:
+            raise RuntimeError("RLIMIT_NOFILE is too low to hold any connection")
+        while self.held < total:
+            shard = self._shards[-1] if self._shards and self._shards[-1].held < capacity else self._new_shard()
+            more = min(total - self.held, capacity - shard.held)
+            assert shard.proc.stdin is not None and shard.proc.stdout is not None
+            shard.proc.stdin.write(f"{more} {self.held}\n")
+            shard.proc.stdin.flush()
+            reply = shard.proc.stdout.readline().strip()
+            if reply != f"ok {shard.held + more}":
+                raise RuntimeError(f"connection farm shard answered {reply!r}, wanted 'ok {shard.held + more}'")
+            shard.held += more
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        if self._child is not None:
+        for shard in self._shards:
             with contextlib.suppress(BrokenPipeError):
-                assert self._child.stdin is not None
-                self._child.stdin.close()  # the child resets its ends and exits
+                assert shard.proc.stdin is not None
+                shard.proc.stdin.close()  # the shard resets its ends and exits
+        for shard in self._shards:
             try:
-                self._child.wait(60)
+                shard.proc.wait(60)
             except subprocess.TimeoutExpired:
-                self._child.kill()
-                self._child.wait()
-            if self._child.stdout is not None:
-                self._child.stdout.close()
-        for conn in self.accepted:
-            conn.close()
-        self.accepted.clear()
+                shard.proc.kill()
+                shard.proc.wait()
+            if shard.proc.stdout is not None:
+                shard.proc.stdout.close()
+        self._shards.clear()
         if self._listener is not None:
             self._listener.close()
 
 
-def _client(host: str, port: int, sources: list[str]) -> None:
-    socks: list[socket.socket] = []
+def _shard(listen_fd: int, host: str, port: int, sources: list[str]) -> None:
+    listener = socket.socket(fileno=listen_fd)
+    clients: list[socket.socket] = []
+    accepted: list[socket.socket] = []
     for line in sys.stdin:
-        more, limit = (int(x) for x in line.split())
-        raise_nofile(limit)
-        for _ in range(more):
+        more, first = (int(x) for x in line.split())
+        for i in range(first, first + more):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            s.bind((sources[len(socks) % len(sources)], 0))
-            s.connect((host, port))
-            socks.append(s)
-        print(f"ok {len(socks)}", flush=True)
-    for s in socks:
+            s.bind((sources[i % len(sources)], 0))
+            s.connect((host, port))  # loopback: established once the listener's backlog has it
+            clients.append(s)
+            conn, _ = listener.accept()
+            conn.send(PAYLOAD)
+            accepted.append(conn)
+        print(f"ok {len(clients)}", flush=True)
+    for s in clients:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
+    for conn in accepted:
+        conn.close()
 
 
 if __name__ == "__main__":
-    _client(sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","))
+    _shard(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4].split(","))

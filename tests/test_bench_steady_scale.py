@@ -1,0 +1,61 @@
+"""The arithmetic of the scale and steady-state benchmarks: CPU read from /proc, cost split by source."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+import pytest
+
+from bench.measure import TICK, process_cpu_seconds
+from bench.scale import growth, steady_cpu
+from bench.steady import counter
+
+
+def test_process_cpu_seconds_agrees_with_getrusage() -> None:
+    """/proc/<pid>/stat's utime + stime is this process's own CPU clock, to a few ticks."""
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass  # burn CPU, so the reading must move
+    after = process_cpu_seconds(os.getpid())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    assert after - before >= 0.3 - 2 / TICK
+    assert after == pytest.approx(usage.ru_utime + usage.ru_stime, abs=5 / TICK)
+
+
+def test_process_cpu_seconds_of_a_missing_process_raises() -> None:
+    with pytest.raises(FileNotFoundError):
+        process_cpu_seconds(2**22 + 1)  # above any pid_max Linux allows
+
+
+PROBE = {
+    "samples": [{"cpu": 0.10}, {"cpu": 0.30}, {"cpu": 0.20}],
+    "source_cpu": {
+        "processes": [0.04, 0.10, 0.07],
+        "hls": [0.01, 0.02, 0.01],
+        "sockets": [0.02, 0.08, 0.05],
+        "accesslog": [0.02, 0.09, 0.06],
+    },
+}
+
+
+def test_steady_cpu_is_the_median_round_of_the_chosen_sources() -> None:
+    assert steady_cpu(PROBE, ("sockets",)) == pytest.approx(0.05)
+    assert steady_cpu(PROBE, ("sockets", "accesslog")) == pytest.approx(0.11)  # rounds: 0.04, 0.17, 0.11
+    assert steady_cpu(PROBE, ("sockets", "accesslog"), exclude=True) == pytest.approx(0.08)  # 0.05, 0.12, 0.08
+    assert steady_cpu(PROBE) == pytest.approx(0.19)  # 0.09, 0.29, 0.19
+
+
+def test_growth_says_so_when_there_is_nothing_to_grow_from() -> None:
+    assert growth(0.2, 0.5) == "2.50×"
+    assert growth(0.0, 0.5) == "n/a"
+
+
+def test_counter_reads_an_unlabelled_sample_and_not_its_prefix_twin() -> None:
+    text = ("# TYPE iptv_accesslog_lines_total counter\n"
+            "iptv_accesslog_lines_total_extra 9\n"
+            "iptv_accesslog_lines_total 1234.0\n")
+    assert counter(text, "iptv_accesslog_lines_total") == 1234.0
+    assert counter(text, "iptv_missing_total") == 0.0
