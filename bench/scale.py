@@ -101,24 +101,25 @@ def run(opts: Options) -> Section:
     rss = [float(r["rss"]) for _, r in measured]
     hwm = [float(r["hwm"]) for _, r in measured]
     stream_names = sorted(n for n in measured[0][0]["source_cpu"] if n not in VIEWER_SOURCES)
+    per_stream = [c / n for c, (n, _) in zip(stream_side, points, strict=True)]
+    per_conn = [c / m for c, (_, m) in zip(sockets, points, strict=True)]
+    per_line = [c / n for c, n in zip(accesslog, lines, strict=True)]
+    per_series = [c / n for c, n in zip(renders, series, strict=True)]
     rows = [
         row("full sample (steady round, CPU)", samples),
         row(f"stream sources ({', '.join(stream_names)})", stream_side),
-        row("… per stream", [c / n for c, (n, _) in zip(stream_side, points, strict=True)], us),
+        row("… per stream", per_stream, us),
         row("sockets source", sockets),
-        row("… per viewer connection", [c / m for c, (_, m) in zip(sockets, points, strict=True)], us),
+        row("… per viewer connection", per_conn, us),
         row(f"access-log source ({lines[0]:,} / {lines[1]:,} lines a round)", accesslog),
-        row("… per log line", [c / n for c, n in zip(accesslog, lines, strict=True)], us),
+        row("… per log line", per_line, us),
         row("rest of the round (inventory, sampler, snapshot)", rest),
         row("/metrics render (first scrape of a snapshot, CPU)", renders),
-        row("… per series", [c / s for c, s in zip(renders, series, strict=True)], us),
+        row("… per series", per_series, us),
         row("series on /metrics", [float(s) for s in series], lambda v: f"{v:,.0f}"),
         row("resident memory (real exporter)", rss, lambda v: f"{v / 2**20:,.0f} MiB"),
         row("peak resident memory (real exporter)", hwm, lambda v: f"{v / 2**20:,.0f} MiB"),
     ]
-    per_stream = [c / n for c, (n, _) in zip(stream_side, points, strict=True)]
-    per_conn = [c / m for c, (_, m) in zip(sockets, points, strict=True)]
-    per_line = [c / n for c, n in zip(accesslog, lines, strict=True)]
     added_memory = (rss[1] - rss[0]) / (m_hi - m_lo)
     section.add(
         f"The exporter benchmark's host at two sizes: {n_lo} streams with {m_lo:,} viewer connections and",

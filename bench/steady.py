@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 from bench import exporter as whole
-from bench.measure import process_cpu_seconds, rss_bytes
+from bench.measure import ms, process_cpu_seconds, rss_bytes
 from bench.options import Options
 from bench.report import Section, Target
 from bench.util import free_port, wait_until
@@ -158,7 +158,7 @@ def measure_window(shape: Shape, procs: dict[str, tuple[subprocess.Popen[bytes],
     usage = {k: Usage(cpu1[k] - cpu0[k], rss_bytes(p.pid), scrapes, len(bodies[k]),
                       sum(1 for ln in bodies[k].splitlines() if ln and not ln.startswith(b"#")))
              for k, (p, _) in procs.items()}
-    up = {ln.split('"')[1]: ln.rsplit(" ", 1)[1] == "1" for ln in last.splitlines()
+    up = {ln.split('"')[1]: float(ln.rsplit(" ", 1)[1]) == 1 for ln in last.splitlines()
           if ln.startswith("iptv_exporter_source_up{")}
     return Window(seconds, usage, written / seconds, ingested, up)
 
@@ -216,9 +216,10 @@ def run(opts: Options) -> Section:
     section.table(["", "CPU in the window", "share of one core", "resident memory", "series (body)"], rows)
     section.add(
         f"Ours spends its time on one full sample every 5 s ({window / 5:.0f} in the window), the log lines as",
-        f"they come, and {ours_u.scrapes} renders; node_exporter reads /proc and /sys once per scrape. The",
-        "exporter benchmark's table splits a round by source. The target, at most 10% of one core, leaves a",
-        "2-core host 95% of its CPU for its streams.",
+        f"they come, and {ours_u.scrapes} renders; node_exporter reads /proc and /sys once per scrape",
+        f"({ms(node_u.cpu / node_u.scrapes) if node_u else 'n/a'} a scrape; /proc counts CPU in 10 ms ticks, so",
+        "its small figure is rough). The exporter benchmark's table splits our round by source. The target, at",
+        "most 10% of one core, leaves a 2-core host 95% of its CPU for its streams.",
         "",
     )
     scale_note = " — at the --quick scale" if opts.quick else ""
