@@ -49,9 +49,11 @@ class _Shard:
 class ConnFarm:
     """``grow_to(n)`` established connections to ``127.0.0.1:port``; close everything on exit."""
 
-    def __init__(self, sources: Sequence[str], host: str = "127.0.0.1") -> None:
+    def __init__(self, sources: Sequence[str], host: str = "127.0.0.1", *, per_shard: int = 0) -> None:
         self.sources = list(sources)
         self.host = host
+        self.per_shard = per_shard
+        """At most this many connections a shard (0: as many as its descriptor limit allows)."""
         self.port = 0
         self._listener: socket.socket | None = None
         self._shards: list[_Shard] = []
@@ -59,6 +61,10 @@ class ConnFarm:
     @property
     def held(self) -> int:
         return sum(s.held for s in self._shards)
+
+    @property
+    def shards(self) -> int:
+        return len(self._shards)
 
     def __enter__(self) -> ConnFarm:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -84,6 +90,8 @@ class ConnFarm:
     def grow_to(self, total: int) -> None:
         """Open connections until ``total`` are established, starting shards as their limits require."""
         capacity = shard_capacity(total)  # children inherit the raised limit
+        if self.per_shard:
+            capacity = min(capacity, self.per_shard)
         if capacity < 1:
             raise RuntimeError("RLIMIT_NOFILE is too low to hold any connection")
         while self.held < total:

@@ -59,3 +59,23 @@ def test_counter_reads_an_unlabelled_sample_and_not_its_prefix_twin() -> None:
             "iptv_accesslog_lines_total 1234.0\n")
     assert counter(text, "iptv_accesslog_lines_total") == 1234.0
     assert counter(text, "iptv_missing_total") == 0.0
+
+
+def test_connection_farm_spreads_connections_over_shards() -> None:
+    """More connections than one shard may hold: all established on the port, from every source address."""
+    import subprocess
+
+    from bench.connfarm import ConnFarm, source_addresses
+
+    with ConnFarm(source_addresses(3, 4), per_shard=300) as farm:
+        farm.grow_to(250)
+        farm.grow_to(1_000)
+        assert (farm.held, farm.shards) == (1_000, 4)
+        out = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{farm.port} )"],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        assert len(out) == 1_000
+        peers = {line.split()[-1].rsplit(":", 1)[0] for line in out}
+        assert peers == set(source_addresses(3, 4))
+    after = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{farm.port} )"],
+                           capture_output=True, text=True, check=True).stdout
+    assert after == ""
