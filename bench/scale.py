@@ -129,7 +129,9 @@ def run(opts: Options) -> Section:
         "requests per 10 s. CPU figures: medians of steady rounds in the probe process, as in the exporter",
         f"benchmark ({opts.runs} rounds after a first); memory: the real exporter after its steady spell. The",
         f"smaller size is the exporter benchmark's own measurement when it ran first. *Growth*: {n_hi:,}-size",
-        "figure over the smaller one; a cost *per* unit that holds still means the cost grows linearly.",
+        "figure over the smaller one; a cost *per* unit that holds still means the cost grows linearly. The",
+        "processes source reads the name and command line of every process on the machine, not only the",
+        "streams': other work's processes on a shared machine add to the stream sources' figure.",
         "",
     )
     section.table(["figure", f"{n_lo} streams, {m_lo:,} viewers", f"{n_hi:,} streams, {m_hi:,} viewers",
