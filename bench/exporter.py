@@ -14,7 +14,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.measure import Series, Timing, ms, rss_bytes
+from bench.measure import Series, Timing, ms, process_count, rss_bytes
 from bench.options import Options
 from bench.profiling import as_markdown
 from bench.report import Section, Target
@@ -127,6 +127,7 @@ def run(opts: Options) -> Section:
     section = Section("exporter", f"Whole exporter at {streams} streams and {viewers:,} viewers")
     with Host(opts, streams, viewers) as host:
         probe = run_probe(host, opts.runs)
+        probe["machine_processes"] = process_count()
         sample = Series(tuple(Timing(s["cpu"], s["wall"]) for s in probe["samples"]))
         render = Series(tuple(Timing(s["cpu"], s["wall"]) for s in probe["renders"]))
         profile_lines: list[str] = []

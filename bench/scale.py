@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import exporter as whole
-from bench.measure import ms
+from bench.measure import ms, process_count
 from bench.options import Options
 from bench.report import Section, Target
 from bench.workload import Host, lines_per_second
@@ -47,6 +47,7 @@ def measure(opts: Options, streams: int, viewers: int) -> tuple[dict[str, Any], 
                            "(raise kernel.pid_max, or wait for other work on the machine to end)")
     with Host(opts, streams, viewers, name="scale") as host:
         probe = whole.run_probe(host, opts.runs, interval=ROUND_SECONDS)
+        probe["machine_processes"] = process_count()
         real = whole.real_process(host, opts, opts.runs)
     return probe, real
 
@@ -109,6 +110,8 @@ def run(opts: Options) -> Section:
         row("full sample (steady round, CPU)", samples),
         row(f"stream sources ({', '.join(stream_names)})", stream_side),
         row("… per stream", per_stream, us),
+        row("processes on the machine (the processes source reads them all)",
+            [float(p.get("machine_processes", 0)) for p, _ in measured], lambda v: f"{v:,.0f}"),
         row("sockets source", sockets),
         row("… per viewer connection", per_conn, us),
         row(f"access-log source ({lines[0]:,} / {lines[1]:,} lines a round)", accesslog),
