@@ -1,13 +1,19 @@
 """Established TCP connections on loopback: a listener on a viewer port here, both ends held by children.
 
 Each child (``python -m bench.connfarm LISTEN_FD HOST PORT SOURCES``) is a shard: told on its stdin how
-many connections to add, it connects each from one of several 127.x source addresses (each address has
-its own ephemeral ports, so 50k connections never run out), accepts it from the listener it inherited and
-sends it a little data (so ``tcp_info`` has bytes). Both ends of a connection live in the same shard, and a
-shard takes only as many as its RLIMIT_NOFILE allows: where the hard limit cannot be raised (no
-CAP_SYS_RESOURCE in a container) more shards hold more connections. Shards grow one at a time, so each
-accepts the connections it made. On exit a shard resets its client ends, so no TIME-WAIT is left behind
-to slow later dumps.
+many connections to add, it connects each from one of several 127.x source addresses (a port is unique
+per address, so 50k connections need only 500 ports each), accepts it from the listener it inherited and
+sends it a little data (so ``tcp_info`` has bytes).
+
+The client ends take ports just below the ephemeral range, because remote viewers' ends are not on the
+host at all: the processes source dumps the host's connections with an ephemeral local port (its
+streams' outgoing inputs), and 10k loopback client ends in that range tripled its cost at 500 streams (a
+benchmark artefact, not a host's cost).
+
+Both ends of a connection live in the same shard, and a shard takes only as many as its RLIMIT_NOFILE
+allows: where the hard limit cannot be raised (no CAP_SYS_RESOURCE in a container) more shards hold
+more connections. Shards grow one at a time, so each accepts the connections it made. On exit a shard
+resets its client ends, so no TIME-WAIT is left behind to slow later dumps.
 """
 
 from __future__ import annotations
@@ -123,8 +129,21 @@ class ConnFarm:
             self._listener.close()
 
 
+def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    with open(path) as fh:
+        return int(fh.read().split()[0])
+
+
+def client_port(index: int, sources: int, low: int) -> int:
+    """Connection ``index``'s client port: below ``low``, one port per round over the source addresses
+    (so no two connections share an address and port); 0 (any ephemeral port) when that would reach 1024."""
+    port = low - 1 - index // sources
+    return port if port > 1024 else 0
+
+
 def _shard(listen_fd: int, host: str, port: int, sources: list[str]) -> None:
     listener = socket.socket(fileno=listen_fd)
+    low = ephemeral_low()
     clients: list[socket.socket] = []
     accepted: list[socket.socket] = []
     for line in sys.stdin:
@@ -132,7 +151,12 @@ def _shard(listen_fd: int, host: str, port: int, sources: list[str]) -> None:
         for i in range(first, first + more):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            s.bind((sources[i % len(sources)], 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            address = sources[i % len(sources)]
+            try:
+                s.bind((address, client_port(i, len(sources), low)))
+            except OSError:  # that port is taken on this machine: any ephemeral one will do for this one
+                s.bind((address, 0))
             s.connect((host, port))  # loopback: established once the listener's backlog has it
             clients.append(s)
             conn, _ = listener.accept()

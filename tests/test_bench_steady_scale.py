@@ -65,7 +65,7 @@ def test_connection_farm_spreads_connections_over_shards() -> None:
     """More connections than one shard may hold: all established on the port, from every source address."""
     import subprocess
 
-    from bench.connfarm import ConnFarm, source_addresses
+    from bench.connfarm import ConnFarm, ephemeral_low, source_addresses
 
     with ConnFarm(source_addresses(3, 4), per_shard=300) as farm:
         farm.grow_to(250)
@@ -74,8 +74,19 @@ def test_connection_farm_spreads_connections_over_shards() -> None:
         out = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{farm.port} )"],
                              capture_output=True, text=True, check=True).stdout.splitlines()
         assert len(out) == 1_000
-        peers = {line.split()[-1].rsplit(":", 1)[0] for line in out}
-        assert peers == set(source_addresses(3, 4))
+        peers = [line.split()[-1].rsplit(":", 1) for line in out]
+        assert {addr for addr, _ in peers} == set(source_addresses(3, 4))
+        low = ephemeral_low()
+        assert all(int(port) < low for _, port in peers)  # as remote viewers: no ephemeral client ends here
     after = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{farm.port} )"],
                            capture_output=True, text=True, check=True).stdout
     assert after == ""
+
+
+def test_client_ports_stay_below_the_ephemeral_range_and_unique_per_address() -> None:
+    from bench.connfarm import client_port
+
+    pairs = {(i % 100, client_port(i, 100, 32768)) for i in range(50_000)}
+    assert len(pairs) == 50_000
+    assert max(port for _, port in pairs) == 32767 and min(port for _, port in pairs) == 32768 - 500
+    assert client_port(10_000, 10, 2_000) == 0  # would reach the privileged ports: any ephemeral one
