@@ -5,10 +5,10 @@ many connections to add, it connects each from one of several 127.x source addre
 per address, so 50k connections need only 500 ports each), accepts it from the listener it inherited and
 sends it a little data (so ``tcp_info`` has bytes).
 
-The client ends take ports just below the ephemeral range, because remote viewers' ends are not on the
-host at all: the processes source dumps the host's connections with an ephemeral local port (its
-streams' outgoing inputs), and 10k loopback client ends in that range tripled its cost at 500 streams (a
-benchmark artefact, not a host's cost).
+The listener and the client ends take ports below the ephemeral range, as on a host: its viewer port is
+80 or 8080, and the viewers' ends are not on it at all. The processes source dumps the host's connections
+with an ephemeral local port (its streams' outgoing inputs), and 10k loopback connections in that range
+tripled its cost at 500 streams (a benchmark artefact, not a host's cost).
 
 Both ends of a connection live in the same shard, and a shard takes only as many as its RLIMIT_NOFILE
 allows: where the hard limit cannot be raised (no CAP_SYS_RESOURCE in a container) more shards hold
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import struct
 import subprocess
@@ -75,7 +76,7 @@ class ConnFarm:
     def __enter__(self) -> ConnFarm:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, 0))
+        bind_below_ephemeral(listener, self.host)
         listener.listen(4096)
         self._listener = listener
         self.port = listener.getsockname()[1]
@@ -132,6 +133,19 @@ class ConnFarm:
 def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
     with open(path) as fh:
         return int(fh.read().split()[0])
+
+
+def bind_below_ephemeral(sock: socket.socket, host: str) -> None:
+    """Bind to a free port below the ephemeral range, as a host's viewer port (80, 8080, ...) is: the
+    processes source dumps connections whose local port is ephemeral, and would count these."""
+    low = ephemeral_low()
+    start = random.randrange(10_000, max(low - 1_000, 10_001))  # concurrent farms rarely try the same port
+    for port in [*range(start, 1024, -1), 0]:
+        try:
+            sock.bind((host, port))
+            return
+        except OSError:
+            continue
 
 
 def client_port(index: int, sources: int, low: int) -> int:

@@ -78,6 +78,7 @@ def test_connection_farm_spreads_connections_over_shards() -> None:
         assert {addr for addr, _ in peers} == set(source_addresses(3, 4))
         low = ephemeral_low()
         assert all(int(port) < low for _, port in peers)  # as remote viewers: no ephemeral client ends here
+        assert farm.port < low  # a viewer port like 80 or 8080, not an ephemeral one
     after = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{farm.port} )"],
                            capture_output=True, text=True, check=True).stdout
     assert after == ""
