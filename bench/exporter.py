@@ -149,7 +149,8 @@ def run(opts: Options) -> Section:
     section.add(
         f"The host: {streams} stand-in streams (13 threads each) writing PanelX HLS playlists, {viewers:,}",
         "established viewer connections on the viewer port (clients from 100 addresses in 127.2.0.0/16, mapped",
-        "to 24 cities and 60 ISPs by the benchmark's GeoIP databases), and an nginx access log growing by",
+        "to 24 cities and 60 ISPs by the benchmark's GeoIP databases; viewer and client ports below the",
+        "ephemeral range, as on a host whose viewers are remote), and an nginx access log growing by",
         f"{per_round:,} lines per 5 s round (each viewer fetches a segment and a playlist every 10 s).",
         "The playlists are written once (the stand-ins write nothing), so after its first round the HLS source",
         "finds every playlist unchanged and does not read it again; a host whose ffmpegs write 10 s segments",
