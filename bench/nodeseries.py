@@ -39,12 +39,14 @@ class Formula:
 
     base: int = 27
     """Families with only the `stream` label (docs/scaling.md lists them)."""
-    recorded: int = 16
-    """Recorded `iptv:*` series per stream (prometheus/rules), with ffmpeg progress."""
-    fixed: int = 69
-    """Series without a `stream` label besides geography: 54 scraped (exporter and source health, HTTP
-    connections, the session histogram, webhook counters, sockets, access log, progress push, lines), `up` and
-    4 `scrape_*` Prometheus adds, and 10 recorded per node."""
+    recorded: int = 24
+    """Recorded `iptv:*` series per stream (prometheus/rules), with ffmpeg progress: rates, ages, the stall
+    threshold, pace, restarts, error and HTTP ratios, 7 health components, penalty, delivery, score, 2 fleet."""
+    fixed: int = 102
+    """Series without a `stream` label besides geography: 82 scraped (exporter and source health, build and
+    node info, HTTP connections, render errors, GeoIP databases, the session histogram, webhook and journal,
+    sockets, access log, progress push, discovery, lines, process_* and python_*), `up` and 4 `scrape_*`
+    Prometheus adds, and 15 recorded per node."""
 
     def per_stream(self, kinds: int, codes: int, results: int) -> int:
         return self.base + kinds + codes + 2 * results + self.recorded
