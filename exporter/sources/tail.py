@@ -124,8 +124,9 @@ class FileFollower:
             else:
                 parts[0] = self._partial + parts[0]
             self._partial = b""
-            for part in parts:
-                self._keep(part, lines)
+            kept = [part for part in parts if len(part) <= self.max_line]
+            self.overlong_lines += len(parts) - len(kept)
+            lines += kept
         if self._discarding:
             return
         self._partial += last
