@@ -18,7 +18,7 @@ from bench.measure import Series, Timing, ms, process_count, rss_bytes
 from bench.options import Options
 from bench.profiling import as_markdown
 from bench.report import Section, Target
-from bench.util import free_port, wait_until
+from bench.util import free_port, stop, wait_until
 from bench.workload import Host, lines_per_second
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,12 +114,7 @@ def real_process(host: Host, opts: Options, scrapes: int) -> dict[str, Any]:
             return {"scrape_wall": statistics.median(timings), "size": size, "gzip_size": gz, "rss": rss,
                     "hwm": hwm, "up": up}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def run(opts: Options) -> Section:

@@ -90,7 +90,9 @@ def run(opts: Options) -> Section:
     for n in sizes:
         with Fleet(exe, opts.tmp / "webapp", n) as fleet:
             source = ProcessesSource(config)
+            source.open()  # as the sampler does: the kernel's process events where allowed, as in production
             with contextlib.ExitStack() as stack:
+                stack.callback(source.close)
                 measures: dict[str, Measured] = {"ours": timed(source.sample, ctx)}
                 pes: dict[str, ProcessExporter] = {}
                 for name, flags in PE_VARIANTS if have_pe else ():

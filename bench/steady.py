@@ -25,7 +25,7 @@ from bench import exporter as whole
 from bench.measure import ms, process_cpu_seconds, rss_bytes
 from bench.options import Options
 from bench.report import Section, Target
-from bench.util import free_port, wait_until
+from bench.util import free_port, stop, wait_until
 from bench.workload import Host, append_log
 
 SHARE_TARGET = 0.10
@@ -84,12 +84,7 @@ def serving(argv: list[str], log: Path, ready_url: str) -> Iterator[subprocess.P
                    what=f"{argv[0]} ready")
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def exporter_argv(config: Path, port: int) -> list[str]:

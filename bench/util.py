@@ -1,8 +1,9 @@
-"""Small helpers: free loopback ports and waiting for a condition with a deadline."""
+"""Small helpers: free loopback ports, waiting for a condition with a deadline, stopping a server."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,3 +32,13 @@ def wait_until(check: Callable[[], T | None], timeout: float = 30.0, what: str =
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout}s waiting for {what}: last={last!r}")
         time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """End a server we started, by its own pid: SIGTERM, then SIGKILL after ``grace`` seconds; reaped."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -63,8 +63,11 @@ class WatchedFile(Generic[T]):
     """A file and what ``load`` made of it, read again only when its :class:`FileStamp` changes.
 
     ``load(path)`` reads the file; it raises ``OSError`` or ``ValueError`` (with a short reason) for a file
-    it cannot use. Each change is tried once: a broken file is not read again every round, only when it
-    changes again. While the file is unusable, :attr:`problem` says why; the problem is logged once (at
+    it cannot use. A file whose content is unusable (``ValueError``: empty, not UTF-8, not a database) is
+    tried once per change: it is not read again every round, only when it changes again. One that could not
+    be read (``OSError``: out of descriptors, permission, I/O) is read again at the next refresh, as before
+    this helper: the cause may pass without the file changing, and its stamp would never say so. While the
+    file is unusable, :attr:`problem` says why; the problem is logged once (at
     ``level``, on the caller's ``logger``), and once more at INFO when the file is usable again.
 
     ``missing_level``: the level for a file that does not exist, where that is ordinary (an HLS playlist
@@ -114,10 +117,13 @@ class WatchedFile(Generic[T]):
                 return self._fail(problem_of(exc))
             if now == self._tried:
                 return False
-            self._tried = now  # one attempt (and one log line) per change
+            self._tried = now  # one attempt (and one log line) per change of an unusable file
             try:
                 value = self._load(self.path)
-            except (OSError, ValueError) as exc:
+            except OSError as exc:  # not the file's content: EMFILE, EACCES, EIO may pass with no change
+                self._tried = None
+                return self._fail(problem_of(exc))
+            except ValueError as exc:
                 return self._fail(problem_of(exc))
             if self.problem is not None:
                 self._log.info("%s usable again path=%s", self.what, self.path)

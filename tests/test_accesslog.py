@@ -517,3 +517,14 @@ def test_the_url_map_forgets_its_older_half_past_its_cap(monkeypatch: pytest.Mon
     assert list(src.urls.known) == [f"/streams/stream_5_{n}.ts".encode() for n in range(5, 12)]
     r = run(src, [segments[0]])  # forgotten, matched again
     assert r.streams["5"].sent_bytes_total == 13 and src.urls.known[b"/streams/stream_5_0.ts"] == ("5", None)
+
+
+def test_a_logged_path_is_read_from_its_first_slash() -> None:
+    # A log format that writes the host before the path ($host$request_uri): the URL starts at the first '/',
+    # as StreamUrls.resolve reads a request, and a path with no '/' is no stream URL (a custom pattern neither).
+    host_first = r'^(?P<ip>\S+) (?P<status>\d{3}) (?P<bytes>\d+|-) (?P<path>\S+) "(?P<agent>[^"]*)"'
+    src = make({"format": "regex", "regex": host_first, "urls": [r"(?P<stream>\d+)\.m3u8"]})
+    r = run(src, [b'192.0.2.1 200 100 tv.example.com/live/alice/pw/5.ts "VLC"', b'192.0.2.2 200 7 7.m3u8 "VLC"'])
+    assert dict(r.viewers) == {"5": 1} and r.streams["5"].sent_bytes_total == 100
+    assert dict(r.client_lines) == {(b"192.0.2.1", b"VLC"): "alice"}
+    assert "7" not in r.streams

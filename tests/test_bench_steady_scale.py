@@ -91,3 +91,22 @@ def test_client_ports_stay_below_the_ephemeral_range_and_unique_per_address() ->
     assert len(pairs) == 50_000
     assert max(port for _, port in pairs) == 32767 and min(port for _, port in pairs) == 32768 - 500
     assert client_port(10_000, 10, 2_000) == 0  # would reach the privileged ports: any ephemeral one
+
+
+def test_stop_ends_a_server_that_ignores_sigterm_and_reaps_it() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from bench.util import stop
+
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+         " print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"  # SIGTERM ignored from here
+    stop(polite)
+    stop(stubborn, grace=0.5)
+    assert polite.returncode == -signal.SIGTERM
+    assert stubborn.returncode == -signal.SIGKILL
+    stubborn.stdout.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 from exporter.web.auth import BearerToken
@@ -28,3 +29,26 @@ def test_quick_check_on_the_loop_and_check_after_a_change(tmp_path: Path) -> Non
     path.unlink()
     assert tf.quick_check(f"Bearer {new}") is None and not tf.check(f"Bearer {new}")
     assert tf.quick_check(f"Bearer {new}") is None  # unusable stays unusable until the file is back
+
+
+def test_a_token_that_could_not_be_read_is_read_again_at_the_next_request(tmp_path: Path) -> None:
+    # The process out of file descriptors for a moment (a real RLIMIT_NOFILE: EMFILE) just as the rotated token
+    # is read. The file did not change, so its stamp cannot say that it is readable again: the next request
+    # must read it again (as the TokenFile before WatchedFile did), or every request is refused until
+    # someone touches the file.
+    path = tmp_path / "token"
+    token = write_token(path)
+    tf = BearerToken(path)
+    tf.load()
+    new = write_token(path, "rotated-" + token)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest = os.open(os.devnull, os.O_RDONLY)  # the next descriptor open() would give
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+    try:
+        refused = tf.check(f"Bearer {new}")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not refused  # it could not be read: denied
+    assert tf.check(f"Bearer {new}")  # descriptors free again: read, accepted
+    assert tf.quick_check(f"Bearer {new}") is True

@@ -97,8 +97,14 @@ class StreamUrls:
                 del self.known[path]
 
     def match(self, path: bytes) -> Target:
-        """(stream, line) of a path (as the combined parser takes it: no query), or :data:`NOT_A_STREAM`."""
-        text = path.decode("latin-1")
+        """(stream, line) of a path (as the combined parser takes it: no query), or :data:`NOT_A_STREAM`.
+
+        The URL starts at the path's first ``/`` (a log format may write the host before it,
+        ``$host$request_uri``); a path without one is no stream URL, whatever the patterns."""
+        start = path.find(b"/")
+        if start < 0:
+            return NOT_A_STREAM
+        text = path[start:].decode("latin-1")
         for url in self.patterns:
             if not text.startswith(url.prefix):
                 continue
