@@ -182,6 +182,8 @@ class _LogState:
     files: dict[str, _Followed] = field(default_factory=dict)
     started: bool = False
     warned_empty: bool = False
+    refused: set[str] = field(default_factory=set)
+    """Paths that could not be opened (tried again every round, logged once)."""
 
 
 class ErrorLogSource:
@@ -229,8 +231,15 @@ class ErrorLogSource:
             if path not in state.files:
                 # Files there at start-up hold history; files that appear later are new errors from line 1.
                 from_start = state.cfg.from_start if not state.started else True
-                state.files[path] = _Followed(FileFollower(path, from_start=from_start, max_read=MAX_READ),
-                                              state.cfg.stream_of_path(path))
+                try:
+                    follower = FileFollower(path, from_start=from_start, max_read=MAX_READ)
+                except OSError as exc:  # a named pipe or a foreign symlink among the logs: skip it, read the rest
+                    if path not in state.refused:
+                        log.warning("error log not followed path=%s error=%s", path, exc.strerror)
+                        state.refused.add(path)
+                    continue
+                state.refused.discard(path)
+                state.files[path] = _Followed(follower, state.cfg.stream_of_path(path))
         for path in [p for p in state.files if p not in wanted]:
             self._read(state, state.files[path])  # its last lines, then let it go
             state.files.pop(path).follower.close()

@@ -23,6 +23,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from exporter.sources import SampleContext
+from exporter.sources.tail import open_log
 from exporter.watchedfile import WatchedFile
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def _read_text(fh: BinaryIO, size: int) -> str:
 
 def _read_playlist(path: Path) -> tuple[str, float]:
     """The playlist's text and mtime."""
-    with open(path, "rb") as fh:
+    with open_log(path) as fh:
         st = os.fstat(fh.fileno())
         return _read_text(fh, st.st_size), st.st_mtime
 

@@ -17,10 +17,12 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from exporter.sources import SampleContext
 from exporter.sources.progress_blocks import Block, parse_blocks
+from exporter.sources.tail import open_log
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,7 @@ def read_new(path: str, inode: tuple[int, int] | None, offset: int) -> tuple[str
     OSError (FileNotFoundError when missing). Reads at most :data:`MAX_TAIL`, the newest part. The text is
     decoded as latin-1 so that characters and bytes count alike (progress reports are ASCII).
     """
-    with open(path, "rb") as fh:
+    with open_log(Path(path)) as fh:
         st = os.fstat(fh.fileno())
         ident = (st.st_dev, st.st_ino)
         new_run = inode is not None and (ident != inode or st.st_size < offset)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,13 +38,21 @@ class UnsafeLogFile(PermissionError):
     """The log path is a symlink that one user made to another user's file: not followed."""
 
 
+class NotARegularFile(OSError):
+    """The path is a named pipe, socket or device: reading it could block the sampler forever."""
+
+
 def open_log(path: Path) -> BinaryIO:
     """Open ``path`` for reading; a symlink is followed only when root or the target's owner made it.
 
-    FileNotFoundError when missing; UnsafeLogFile for a symlink of one user to another user's file. The
-    link is looked at again after opening, so swapping it in between is caught too.
+    FileNotFoundError when missing; UnsafeLogFile for a symlink of one user to another user's file;
+    NotARegularFile for a named pipe, socket or device. The link is looked at again after opening, so
+    swapping it in between is caught too. Every file a source reads from a path a panel user can write
+    (access and error logs, progress files, playlists) is opened here.
     """
-    flags = os.O_RDONLY | os.O_CLOEXEC
+    # O_NONBLOCK: opening a named pipe with no writer would block the one sampler thread (every metric
+    # would stop); on a regular file the flag changes nothing.
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW)
     except OSError as exc:
@@ -65,6 +74,9 @@ def open_log(path: Path) -> BinaryIO:
         except BaseException:
             os.close(fd)
             raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile(errno.EINVAL, "not a regular file (a pipe, socket or device): not read", str(path))
     return os.fdopen(fd, "rb")
 
 
