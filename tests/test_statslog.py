@@ -59,7 +59,7 @@ def ctx(*streams: str) -> SampleContext:
     return SampleContext(1.0, MappingProxyType({s: StreamRef(s, s, True) for s in streams}))
 
 
-def test_source_carries_counters_across_a_truncated_log(tmp_path: Path) -> None:
+def test_source_counts_restarts_not_rotations(tmp_path: Path) -> None:
     source = StatsLogSource(str(tmp_path / "{stream}.log"))
     assert source.sample(ctx("7")).streams == {}  # no log yet: no series, no failure
     log = tmp_path / "7.log"
@@ -71,6 +71,16 @@ def test_source_carries_counters_across_a_truncated_log(tmp_path: Path) -> None:
     log.write_text("frame=   30 fps= 25 q=-0.0 size=N/A time=00:00:01.20 bitrate=N/A speed=1x \r")  # `2>` again
     p = source.sample(ctx("7")).streams["7"]
     assert (p.frames_total, p.dropped_frames_total, p.runs) == (130, 2, 2)
+    log.rename(tmp_path / "7.log.1")  # logrotate, under the same running ffmpeg: its count goes on
+    log.write_text("frame=   80 fps= 25 q=-0.0 size=N/A time=00:00:03.20 bitrate=N/A speed=1x \r")
+    p = source.sample(ctx("7")).streams["7"]
+    assert (p.frames_total, p.runs) == (180, 2)  # no new run: the 30 already counted are not counted twice
+    log.write_text("")  # copytruncate; ffmpeg (2>>) writes on at the new end
+    with log.open("a") as fh:
+        fh.write("frame=   90 fps= 25 q=-0.0 size=N/A time=00:00:03.60 bitrate=N/A speed=1x \r"
+                 "frame=  100 fps= 25 q=-0.0 size=N/A time=00:00:04.00 bitrate=N/A speed=1x \r")
+    p = source.sample(ctx("7")).streams["7"]
+    assert (p.frames_total, p.runs) == (200, 2)  # the counts are ffmpeg's totals: its latest line is enough
     assert source.sample(ctx()).streams == {} and source._logs == {}  # left the inventory: forgotten
 
 

@@ -13,10 +13,11 @@ which silences it): this is for generic hosts. A stream that also reports throug
 from that report (exporter/metrics/health.py), so its counters come from one place.
 
 Each line becomes a ``-progress`` :class:`~exporter.sources.progress_blocks.Block` and goes through the
-progress source's :class:`~exporter.sources.progress.ProgressTracker`, so restarts (a frame count that
-falls in a log appended to, a log truncated by ``2>``) carry the old run's totals exactly as for
-``-progress``. The file is read as a progress file is (``read_new``: only what is new, at most the newest
-64 KiB per round, its mtime as the report's time).
+progress source's :class:`~exporter.sources.progress.ProgressTracker`, so a restart carries the old run's
+totals as for ``-progress``. A restart is a frame count that falls (in a log appended to with ``2>>``, or
+started again by ``2>``), never a new or truncated file: logrotate renames or truncates logs under a running
+ffmpeg. The file is read as a progress file is (``read_new``: only what is new, from the start of a new or
+truncated file, at most the newest 64 KiB per round, its mtime as the report's time).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class StatsLogSource:
         if state is None:
             state = self._logs[stream] = _LogState(ProgressTracker(stream, "stats"))
         try:
-            text, inode, start, mtime, new_run = read_new(path, state.inode, state.offset)
+            text, inode, start, mtime, _new_file = read_new(path, state.inode, state.offset)
         except OSError as exc:
             if path not in self._unreadable:  # once per path, not every round
                 level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
@@ -137,8 +138,8 @@ class StatsLogSource:
                 self._unreadable.add(path)
         else:
             self._unreadable.discard(path)
-            if new_run:
-                state.tracker.new_run()
+            # A new or truncated file is no sign of a new run here, unlike a progress file: logrotate renames
+            # or truncates a log under a running ffmpeg, whose frame count goes on. A count that falls is.
             parsed = parse_stats(text)
             state.inode, state.offset = inode, start + parsed.consumed
             for report in parsed.reports:
