@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
@@ -111,7 +112,7 @@ def test_real_ffmpeg_appending_its_stderr(tmp_path: Path) -> None:
     for run in (1, 2):
         proc = Proc(argv, log=log).start()
         try:
-            running = wait_until(lambda run=run, drops=drops: reading(source, run, drops), timeout=30,
+            running = wait_until(partial(reading, source, run, drops), timeout=30,
                                  what=f"run {run} read while ffmpeg writes")
             assert running.frames_total > 0 and running.fps is not None
             assert proc.popen.wait(30) == 0
