@@ -33,6 +33,7 @@ from exporter.sources.paneldb import PanelDbSource
 from exporter.sources.processes import PROC_ROOT, ProcessesSource
 from exporter.sources.progress import ProgressSource, ProgressStore
 from exporter.sources.sockets import SocketDump, SocketsSource
+from exporter.sources.statslog import StatsLogSource
 from exporter.streamstate import StreamMemory, state_path
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
@@ -125,6 +126,8 @@ def build_runtime(
     sources += [ProgressSource(progress_store), HlsSource(), ErrorLogSource(config.errors)]
     if config.progress.push:
         components.append(ProgressPushReceiver(progress_store, config.progress))
+    if config.progress.stats_log is not None:
+        sources.append(StatsLogSource(config.progress.stats_log))
     geo = Geo(config.geo)  # shared by the viewer sources and the viewer API; refreshed once per round
     if config.viewers.ports:
         sources.append(SocketsSource(config, geo.lookup, geo.refresh, dump=socket_dump))

@@ -19,6 +19,7 @@ from exporter.sources.hls import HlsResult
 from exporter.sources.processes_result import ProcessesResult
 from exporter.sources.progress import ProgressResult
 from exporter.sources.sockets import SocketsResult
+from exporter.sources.statslog import StatsLogResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Snapshot:
     statuses: tuple[SourceStatus, ...] = ()
     processes: ProcessesResult | None = None
     progress: ProgressResult | None = None
+    statslog: StatsLogResult | None = None
     hls: HlsResult | None = None
     errors: ErrorsResult | None = None
     sockets: SocketsResult | None = None

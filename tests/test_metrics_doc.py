@@ -41,6 +41,7 @@ def test_every_emitted_metric_is_documented(tmp_path: Path) -> None:
         "node": "edge-1",
         "egress_capacity_bits_per_second": 1e9,
         "streams": {"static": [{"id": "7", "name": "Seven"}]},
+        "progress": {"stats_log": str(tmp_path / "{stream}.log")},  # optional sources on, so their families render
         "viewers": {"ports": [1], "access_log": {"path": str(tmp_path / "access.log")}},
         "actions": {"token_file": str(token), "journal": str(tmp_path / "j.sqlite"),
                     "restart": {"type": "command", "argv": ["true"]}},

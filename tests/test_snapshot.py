@@ -16,7 +16,8 @@ from exporter.snapshot import RESULT_FIELDS, Snapshot
 def test_each_wired_source_returns_the_type_of_its_snapshot_field(tmp_path: Path) -> None:
     (tmp_path / "access.log").write_text("")
     (tmp_path / "db.pass").write_text("unused\n")
-    base = {"node": "n", "errors": {"logs": [{"path": str(tmp_path / "*.errors"), "stream": "7"}]}}
+    base = {"node": "n", "errors": {"logs": [{"path": str(tmp_path / "*.errors"), "stream": "7"}]},
+            "progress": {"stats_log": str(tmp_path / "{stream}.log")}}
     with_log = {**base, "viewers": {"ports": [8080], "access_log": {"path": str(tmp_path / "access.log")}}}
     with_db = {**base, "viewers": {"ports": [8080], "access_log": None, "panel_db": {
         "schema": "xui", "user": "ro", "password_file": str(tmp_path / "db.pass")}}}

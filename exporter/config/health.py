@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from exporter.config.base import Regex, Section, require_group
 from exporter.config.streams import StreamId
@@ -25,6 +25,16 @@ class Progress(Section):
     """Distinct stream ids the push receiver remembers; more are refused, so memory stays bounded."""
     max_line: int = Field(default=4096, ge=256)
     """Longer lines in a pushed body are skipped (a client that never sends a newline cannot grow memory)."""
+    stats_log: str | None = None
+    """Pattern with ``{stream}`` for each stream's ffmpeg stderr log, read for its statistics lines
+    (``frame= ... speed=1x``): progress for ffmpegs without ``-progress`` (sources/statslog.py). Off when unset."""
+
+    @field_validator("stats_log")
+    @classmethod
+    def _stream_in_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is not None and "{stream}" not in pattern:
+            raise ValueError("pattern must contain {stream}")
+        return pattern
 
 
 PM2_RECORD = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:?\d\d: "

@@ -1,4 +1,4 @@
-"""Stream health metrics: ffmpeg progress, HLS output and errors by kind.
+"""Stream health metrics: ffmpeg progress (``-progress``, or its stats line), HLS output and errors by kind.
 
 Only streams of the inventory are exported (a push for an unknown id adds no series). A source that
 failed this round exports nothing here, so a broken source reads as absent data plus
@@ -30,9 +30,12 @@ def _inventory_entries(snap: Snapshot, entries: Mapping[str, T]) -> Iterator[tup
 
 
 def _progress(snap: Snapshot) -> Iterator[Metric]:
-    result = snap.progress
-    if result is None:
+    result, stats = snap.progress, snap.statslog
+    if result is None and stats is None:
         return
+    # One report per stream, so its counters come from one place: ffmpeg's -progress where the stream has
+    # one, else the statistics line of its stderr log (progress.stats_log).
+    reports = {**(stats.streams if stats else {}), **(result.streams if result else {})}
     fps = GaugeMetricFamily("iptv_stream_fps", "Frames per second ffmpeg reported last (0 once it ended).", labels=L)
     speed = GaugeMetricFamily(
         "iptv_stream_speed_ratio", "Processing speed ffmpeg reported last, 1 = real time (0 once it ended).", labels=L
@@ -47,7 +50,7 @@ def _progress(snap: Snapshot) -> Iterator[Metric]:
     out_time = GaugeMetricFamily(
         "iptv_stream_output_time_seconds", "Media time written by the current ffmpeg run (out_time).", labels=L
     )
-    for stream, p in _inventory_entries(snap, result.streams):
+    for stream, p in _inventory_entries(snap, reports):
         if p.fps is not None:
             fps.add_metric([stream], p.fps)
         if p.speed is not None:
@@ -64,9 +67,14 @@ def _progress(snap: Snapshot) -> Iterator[Metric]:
         "iptv_progress_skipped_lines", "Progress lines that did not parse, by how they arrived (file, push).",
         labels=["via"],
     )
-    for via, n in sorted(result.skipped_lines_total.items()):
+    by_via = dict(result.skipped_lines_total) if result else {}
+    if stats is not None:
+        by_via["stats"] = stats.skipped_lines_total
+    for via, n in sorted(by_via.items()):
         skipped.add_metric([via], n)
     yield skipped
+    if result is None:
+        return
     rejected = CounterMetricFamily(
         "iptv_progress_push_rejected",
         "Progress pushes refused: forbidden client, bad stream id, store full, value out of range, no block.",
