@@ -54,7 +54,8 @@ def _checked_text(value: str) -> str:
     return value
 
 
-def _int(value: str) -> int:
+def count_value(value: str) -> int:
+    """A frame or byte count: a non-negative integer up to 2**53 (exact in a float sample)."""
     number = int(_checked_text(value))
     if number < 0:
         raise ValueError("negative count")
@@ -63,7 +64,9 @@ def _int(value: str) -> int:
     return number
 
 
-def _float(value: str, limit: float = MAX_RATE) -> float:
+def rate_value(value: str, limit: float = MAX_RATE) -> float:
+    """fps and the like: finite and bounded. Public with the other value parsers: the stats-log source
+    (sources/statslog.py) reads the same values from ffmpeg's statistics line."""
     number = float(_checked_text(value))
     if number != number or number in (float("inf"), float("-inf")):
         raise OutOfRange("not a finite number")
@@ -72,11 +75,11 @@ def _float(value: str, limit: float = MAX_RATE) -> float:
     return number
 
 
-def _speed(value: str) -> float:
+def speed_value(value: str) -> float:
     """``1.02x`` (ffmpeg pads it: ``speed= 0.9x``)."""
     if not value.endswith("x"):
         raise ValueError("speed without x")
-    return _float(value[:-1])
+    return rate_value(value[:-1])
 
 
 def _out_time_us(value: str) -> float | None:
@@ -89,7 +92,7 @@ def _out_time_us(value: str) -> float | None:
     return micros / 1e6
 
 
-def _out_time(value: str) -> float | None:
+def out_time_value(value: str) -> float | None:
     """``HH:MM:SS.micro``; before the first packet ffmpeg prints a huge negative time: no information."""
     found = _OUT_TIME.fullmatch(_checked_text(value))
     if found is None:
@@ -103,12 +106,12 @@ def _out_time(value: str) -> float | None:
 
 
 _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "frame": ("frame", _int),
-    "fps": ("fps", _float),
-    "speed": ("speed", _speed),
-    "drop_frames": ("drop_frames", _int),
-    "dup_frames": ("dup_frames", _int),
-    "total_size": ("total_size", _int),
+    "frame": ("frame", count_value),
+    "fps": ("fps", rate_value),
+    "speed": ("speed", speed_value),
+    "drop_frames": ("drop_frames", count_value),
+    "dup_frames": ("dup_frames", count_value),
+    "total_size": ("total_size", count_value),
     "out_time_us": ("out_time_seconds", _out_time_us),
 }
 
@@ -156,7 +159,7 @@ class BlockParser:
                 name, convert = _FIELDS[key]
                 self._values[name] = None if value == "N/A" else convert(value)
             elif key == "out_time" and "out_time_seconds" not in self._values:
-                self._values["out_time_seconds"] = None if value == "N/A" else _out_time(value)
+                self._values["out_time_seconds"] = None if value == "N/A" else out_time_value(value)
         except OutOfRange as exc:
             self.skipped += 1
             if self.out_of_range is None:

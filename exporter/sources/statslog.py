@@ -30,7 +30,7 @@ from types import MappingProxyType
 
 from exporter.sources import SampleContext
 from exporter.sources.progress import ProgressTracker, StreamProgress, read_new
-from exporter.sources.progress_blocks import Block, _float, _int, _out_time, _speed
+from exporter.sources.progress_blocks import Block, count_value, out_time_value, rate_value, speed_value
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,12 @@ def parse_line(line: str) -> Block:
 
     frame, fps, speed, drop, dup, time = (get(k) for k in ("frame", "fps", "speed", "drop", "dup", "time"))
     return Block(
-        frame=None if frame is None else _int(frame),
-        fps=None if fps is None else _float(fps),
-        speed=None if speed is None else _speed(speed),
-        drop_frames=None if drop is None else _int(drop),
-        dup_frames=None if dup is None else _int(dup),
-        out_time_seconds=None if time is None else _out_time(time),
+        frame=None if frame is None else count_value(frame),
+        fps=None if fps is None else rate_value(fps),
+        speed=None if speed is None else speed_value(speed),
+        drop_frames=None if drop is None else count_value(drop),
+        dup_frames=None if dup is None else count_value(dup),
+        out_time_seconds=None if time is None else out_time_value(time),
         ended="Lsize" in values,
     )
 
