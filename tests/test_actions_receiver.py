@@ -477,3 +477,33 @@ def test_hook_in_bare_asgi(env: tuple[TestClient, ActionsComponent, str, Path]) 
     assert status == 413 and answer == {"error": f"body larger than {limit} bytes"}
     assert received == limit // 65536 + 1  # stopped at the first chunk past the limit
     assert component.worker.wait_idle(10)
+
+
+def test_a_batch_that_cannot_be_recorded_leaves_the_dispatcher_running(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug while building a batch's journal record (injected: no input is known to cause one) gives back the
+    reservations and leaves the one dispatcher thread running: before, it died, and no later alert of any
+    stream was acted on until the exporter restarted."""
+    from exporter.actions import decide
+
+    token = write_token(tmp_path / "token")
+    with running(_config(tmp_path, "{stream}", cooldown="1h")) as (client, _, component):
+        real = decide._notification_record
+
+        def failing(*args: Any) -> Any:
+            raise RuntimeError("injected")
+
+        def post(stream: str) -> int:
+            return client.post("/hooks/alertmanager", json=notification(alert(stream)),
+                               headers=_auth(token)).status_code
+
+        monkeypatch.setattr(decide, "_notification_record", failing)
+        assert post("7") == 200
+        assert component.worker.wait_idle(20)
+        assert not (tmp_path / "record.jsonl").exists()
+        monkeypatch.setattr(decide, "_notification_record", real)
+        assert post("7") == 200 and post("fz-9f3c1a") == 200  # 7 again: no cooldown kept from the failed batch
+        assert component.worker.wait_idle(20)
+        story = client.get("/api/actions", headers=_auth(token)).json()
+    assert sorted(a["stream"] for a in story["actions"]) == ["7", "fz-9f3c1a"]
+    assert len(records(tmp_path / "record.jsonl")) == 2

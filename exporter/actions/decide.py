@@ -74,15 +74,22 @@ class Decider:
         self._clock = clock
 
     def decide(self, items: Sequence[Queued]) -> DecidedBatch:
+        """Every alert of ``items`` decided. If this raises, the reservations it took are given back first:
+        nothing of the batch is journalled, so no dedup key, cooldown or budget may hold for it."""
         batch = DecidedBatch()
-        for item in items:
-            decisions: list[DecisionRecord] = []
-            try:
-                for alert in item.notification.alerts:
-                    decisions.append(self._decide(alert, batch))
-            except Exception:  # noqa: BLE001 - one bad notification must not stop the others
-                log.exception("notification handling failed")
-            batch.notifications.append(_notification_record(item, tuple(decisions)))
+        try:
+            for item in items:
+                decisions: list[DecisionRecord] = []
+                try:
+                    for alert in item.notification.alerts:
+                        decisions.append(self._decide(alert, batch))
+                except Exception:  # noqa: BLE001 - one bad notification must not stop the others
+                    log.exception("notification handling failed")
+                batch.notifications.append(_notification_record(item, tuple(decisions)))
+        except BaseException:
+            for reservation in batch.reserved:
+                self.policy.cancel(reservation)
+            raise
         return batch
 
     def _decide(self, alert: Alert, batch: DecidedBatch) -> DecisionRecord:

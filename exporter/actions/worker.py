@@ -220,6 +220,9 @@ class ActionWorker:
                 batch.append(item)
             try:
                 self._handle_batch(batch)
+            except Exception:  # noqa: BLE001 - the one dispatcher must outlive any batch, or every later restart is lost
+                log.exception("batch handling failed: its notifications are not acted on notifications=%d; "
+                              "Alertmanager's repeat retries them", len(batch))
             finally:
                 self._done(len(batch))
             now = self._clock()
