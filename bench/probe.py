@@ -68,7 +68,7 @@ def main(config_path: str, rounds: int, want_profile: bool = False) -> None:
     from exporter.runtime import build_runtime
 
     config = load_config(config_path)
-    rt = build_runtime(config)
+    rt = build_runtime(config, freeze_heap=True)  # as `iptv-exporter run` builds it
     added = _wire_missing(rt)
     source_cpu: dict[str, list[float]] = {}
     rt.sampler.processes = CpuTimed(rt.sampler.processes, source_cpu)

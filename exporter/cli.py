@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config_file)
     web_config = WebConfigWatcher(args.web_config_file) if args.web_config_file else None  # re-read on change
-    rt = build_runtime(config)
+    rt = build_runtime(config, freeze_heap=True)  # this process is the exporter: exporter/sampler.py says why
     app = create_app(rt.sampler, rt.registry, components=rt.components, web_config=web_config, links=rt.links,
                      telemetry_path=args.telemetry_path or DEFAULT_TELEMETRY_PATH)
     host, port = args.listen or parse_listen_address(DEFAULT_LISTEN)

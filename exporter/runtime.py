@@ -110,6 +110,7 @@ def build_runtime(
     proc_root: str | None = PROC_ROOT,
     socket_dump: SocketDump | None = None,
     clock: Callable[[], float] = time.time,
+    freeze_heap: bool = False,
 ) -> Runtime:
     """Every part the config asks for, wired. The keyword arguments are the host the parts look at: the real
     one by default; the golden test (tests/test_golden.py) passes a captured /proc, a recorded sock_diag dump
@@ -143,7 +144,7 @@ def build_runtime(
     state = state_path(config)  # discovered streams remembered across restarts (docs/inventory.md)
     processes = ProcessesSource(config, proc_root, memory=StreamMemory(state) if state is not None else None,
                                 clock=clock)
-    sampler = Sampler(config, processes, Inventory(config), sources, clock)
+    sampler = Sampler(config, processes, Inventory(config), sources, clock, freeze_heap=freeze_heap)
     registry = MetricsRegistry(SnapshotCollector(lambda: sampler.snapshot, families))
     for self_collector in self_collectors():
         registry.register(self_collector)

@@ -108,3 +108,26 @@ def test_names_file_read_on_change_and_missing_file_warns_once(tmp_path: Path,
     assert names.names() == {"7": "BBC One", "8": "Eight"}
     path.write_text("7,Renamed channel\n")
     assert names.names() == {"7": "Renamed channel"}
+
+
+def test_only_the_exporter_process_freezes_its_start_up_heap_once() -> None:
+    """``iptv-exporter run`` (freeze_heap) moves what the first round built out of the cyclic collector's reach,
+    once; a sampler built without it (a library user, a test) leaves the process's collector alone."""
+    import gc
+
+    config = parse_config({"node": "n"})
+    gc.unfreeze()
+    try:
+        plain = Sampler(config, _NoProcesses(config), Inventory(config))
+        plain.sample_once()
+        assert gc.get_freeze_count() == 0
+        exporter = Sampler(config, _NoProcesses(config), Inventory(config), freeze_heap=True)
+        exporter.sample_once()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        made_later = [{"round": n} for n in range(1000)]  # tracked containers, made after the first round
+        exporter.sample_once()
+        # not frozen again (frozen objects let go leave the count): later objects stay collectable
+        assert gc.get_freeze_count() <= frozen and made_later
+    finally:
+        gc.unfreeze()
