@@ -62,13 +62,13 @@ def test_read_only_token_reads_viewers_and_never_acts(exporter: Callable[..., Ex
     for token in (viewer, webhook):  # both read the viewers
         assert _get(exp, "/api/connections", token).json() == []
         assert _get(exp, "/api/lines/sharing", token).json() == []
-    for token in (None, "wrong", viewer + "x"):
-        _assert_refused(_get(exp, "/api/connections", token))
-        _assert_refused(_get(exp, "/api/lines/sharing", token))
-    for token in (None, "wrong", viewer):  # the read-only token opens nothing that acts or reads the journal
-        _assert_refused(_post(exp, "/hooks/alertmanager", token, body))
-        _assert_refused(_get(exp, "/api/actions", token))
-        _assert_refused(_post(exp, "/api/actions/reset?stream=7", token))
+    for bad in (None, "wrong", viewer + "x"):
+        _assert_refused(_get(exp, "/api/connections", bad))
+        _assert_refused(_get(exp, "/api/lines/sharing", bad))
+    for other in (None, "wrong", viewer):  # the read-only token opens nothing that acts or reads the journal
+        _assert_refused(_post(exp, "/hooks/alertmanager", other, body))
+        _assert_refused(_get(exp, "/api/actions", other))
+        _assert_refused(_post(exp, "/api/actions/reset?stream=7", other))
 
     # The webhook token does act: the same body is taken, and only it reached the journal.
     assert _post(exp, "/hooks/alertmanager", webhook, body).status_code == 200
