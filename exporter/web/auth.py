@@ -50,7 +50,7 @@ class BearerToken:
     def __init__(self, path: Path, *, key: str = "actions.token_file", needed_by: str = "the webhook",
                  or_else: str = "set actions.dry_run") -> None:
         self.path = path
-        self.key = key
+        self._key = key
         self._needed_by = needed_by
         self._or_else = or_else
         self._file = WatchedFile(path, _digest, what=f"bearer token file ({key})",
@@ -60,7 +60,7 @@ class BearerToken:
         """At start-up: the file must exist and hold a token, else the exporter does not start."""
         self._file.refresh()
         if self._file.value is None:
-            raise TokenFileError(f"{self.key}: {self.path}: {self._file.problem}: {self._needed_by} needs a token "
+            raise TokenFileError(f"{self._key}: {self.path}: {self._file.problem}: {self._needed_by} needs a token "
                                  f"(write one, e.g. `openssl rand -hex 32 > {self.path}`, or {self._or_else})")
 
     def same_secret(self, other: BearerToken) -> bool:
