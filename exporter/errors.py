@@ -21,3 +21,7 @@ class ConfigError(ExporterError):
 
 class WebConfigError(ExporterError):
     """The ``--web.config.file`` (TLS / basic auth) is invalid."""
+
+
+class TokenFileError(ExporterError):
+    """A bearer token file the config names is missing, unreadable, empty, or holds another token's secret."""

@@ -16,6 +16,7 @@ def startup_problems(config: Config) -> list[str]:
     """``key.path: message`` for every start-up check that fails; empty when ``run`` would start."""
     from exporter.actions import check_http_secrets
     from exporter.web.auth import BearerToken
+    from exporter.web.viewers_api import read_only_token
 
     problems: list[str] = []
     if config.viewers.sharing.fleet_key_file is not None and config.viewers.access_log is not None:
@@ -24,17 +25,22 @@ def startup_problems(config: Config) -> list[str]:
         except ExporterError as exc:
             problems.append(str(exc))
     actions = config.actions
-    if actions is None:
-        return problems
-    if actions.token_file is not None:
+    webhook: BearerToken | None = None
+    if actions is not None and actions.token_file is not None:
+        token = BearerToken(actions.token_file)
         try:
-            BearerToken(actions.token_file).load()
+            token.load()
+            webhook = token
         except ExporterError as exc:
             problems.append(str(exc))
-    for cfg in actions.configured().values():
+    for cfg in actions.configured().values() if actions is not None else ():
         if isinstance(cfg, HttpAction):
             try:
                 check_http_secrets(cfg)
             except ExporterError as exc:
                 problems.append(str(exc))
+    try:
+        read_only_token(config, webhook)
+    except ExporterError as exc:
+        problems.append(str(exc))
     return problems

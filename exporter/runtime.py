@@ -37,7 +37,7 @@ from exporter.sources.statslog import StatsLogSource
 from exporter.streamstate import StreamMemory, state_path
 from exporter.web.app import Component
 from exporter.web.progress_push import ProgressPushReceiver
-from exporter.web.viewers_api import ViewersApi
+from exporter.web.viewers_api import ViewersApi, read_only_token
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +149,19 @@ def build_runtime(
     for self_collector in self_collectors():
         registry.register(self_collector)
     registry.register(GeoIPCollector(geo.databases, config.geo.max_age))
+    webhook_token = None
     if config.actions is not None:
         actions = build_actions(config, sampler)  # raises ActionsError: exit 1 before serving
         components.append(actions)
         registry.register(actions.metrics)
         links.append(("/api/actions", "Action journal (bearer token)"))
-        if actions.receiver.token is not None:  # the webhook's token, read once for both
-            components.append(ViewersApi(lambda: sampler.snapshot, actions.receiver.token, geo.lookup))
-            links.append(("/api/connections", "Live viewers (bearer token)"))
+        webhook_token = actions.receiver.token  # read once, shared with the viewer API
+    viewer_token = read_only_token(config, webhook_token)  # raises TokenFileError: exit 1 before serving
+    tokens = [t for t in (viewer_token, webhook_token) if t is not None]
+    if tokens:
+        components.append(ViewersApi(lambda: sampler.snapshot, tokens, geo.lookup))
+        links.append(("/api/connections", "Live viewers (bearer token)"))
+    if viewer_token is None and webhook_token is not None:
+        log.info("viewer API opened by the webhook token only: give Grafana (or any reader of live viewers) a "
+                 "read-only viewers.api.token_file instead (docs/security.md#who-holds-it)")
     return Runtime(config, sampler, registry, components, links)

@@ -70,6 +70,10 @@ def test_messages(tmp_path: Path) -> None:
     assert problems("missing_http_token_file.yml")[0].startswith(
         "actions.restart.token_file: cannot read /nonexistent/panel.token")
     assert any("viewers.sharing.fleet_key_file: cannot read" in p for p in problems("missing_fleet_key_file.yml"))
+    assert problems("missing_viewer_token_file.yml") == [
+        "viewers.api.token_file: /nonexistent/iptv-exporter/viewers.token: does not exist: the viewer API needs a "
+        "token (write one, e.g. `openssl rand -hex 32 > /nonexistent/iptv-exporter/viewers.token`, or remove "
+        "viewers.api)"]
     unit_order = problems("unit_order.yml")
     assert [p.split(":")[0] for p in unit_order] == ["sample_interval", "viewers.window"]
     assert all("units largest first, each once" in p for p in unit_order)

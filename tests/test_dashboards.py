@@ -702,7 +702,9 @@ def test_node_view_puts_nic_transmit_next_to_iptv_egress_and_capacity() -> None:
     assert {"node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_filesystem_avail_bytes"} <= used
 
 
-def test_viewers_api_datasource_reads_the_token_from_the_compose_secret() -> None:
+def test_viewers_api_datasource_reads_the_read_only_token_from_the_compose_secret() -> None:
+    """Grafana's Infinity datasource holds the viewer API's read-only token, never the webhook's (Infinity can
+    POST: with the webhook token a dashboard editor could restart streams; docs/security.md#who-holds-it)."""
     datasources = yaml.safe_load((REPO / "grafana/provisioning/datasources/viewers-api.yml").read_text())
     (ds,) = datasources["datasources"]
     assert ds["type"] == INFINITY.plugin_id
@@ -710,7 +712,7 @@ def test_viewers_api_datasource_reads_the_token_from_the_compose_secret() -> Non
     token_path = re.fullmatch(r"\$__file\{(.+)\}", ds["secureJsonData"]["bearerToken"])
     assert token_path, ds["secureJsonData"]
     grafana = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["grafana"]
-    assert {"source": "webhook_token", "target": token_path.group(1)} in grafana["secrets"]
+    assert {"source": "viewers_token", "target": token_path.group(1)} in grafana["secrets"]
     targets = yaml.safe_load((REPO / "prometheus/targets/iptv.yml").read_text())
     addresses = {f"http://{t}" for group in targets for t in group["targets"]}
     assert set(ds["jsonData"]["allowedHosts"]) == addresses

@@ -122,9 +122,11 @@ def test_300_nodes_each_routed_to_its_own_webhook_with_its_own_token(fleet_dir: 
     assert (code, out.strip(), err) == (0, "fleet: 300 nodes agree", "")
 
 
-def _exporter_config(path: Path, node: str, token_file: Path) -> Path:
-    path.write_text(yaml.safe_dump({"node": node, "actions": {
-        "token_file": str(token_file), "restart": {"type": "signal"}}}))
+def _exporter_config(path: Path, node: str, token_file: Path, viewer_token_file: Path | None = None) -> Path:
+    data: dict[str, object] = {"node": node, "actions": {"token_file": str(token_file), "restart": {"type": "signal"}}}
+    if viewer_token_file is not None:
+        data["viewers"] = {"api": {"token_file": str(viewer_token_file)}}
+    path.write_text(yaml.safe_dump(data))
     return path
 
 
@@ -189,6 +191,39 @@ def test_check_lists_every_disagreement_and_fails(fleet_dir: Path) -> None:
     _exporter_config(configs / "edge-5.yml", "edge-5", tokens / "edge-5.token")
     code, out, err = fleet("--check", *base, "--exporter.config", str(configs))
     assert (code, err) == (0, ""), err
+
+
+def test_check_refuses_a_viewer_token_that_is_a_webhook_token(fleet_dir: Path) -> None:
+    """Grafana's read-only token may be one for the whole fleet (one datasource sends one token), but never any
+    node's webhook token: with it Grafana's editors could restart that node's streams."""
+    targets = fleet_dir / "iptv.yml"
+    targets.write_text(yaml.safe_dump([{"targets": [f"edge-{i}:9756"], "labels": {"node": f"edge-{i}"}}
+                                       for i in range(1, 4)]))
+    tokens = fleet_dir / "tokens"
+    base = ["--targets", str(targets), "--alertmanager.config", str(fleet_dir / "alertmanager.yml"),
+            "--tokens.dir", str(tokens)]
+    assert fleet(*base)[0] == 0
+    viewers = fleet_dir / "viewers.token"
+    viewers.write_text("one-read-only-token-for-grafana\n")
+    configs = fleet_dir / "nodes"
+    configs.mkdir()
+    for i in range(1, 4):
+        _exporter_config(configs / f"edge-{i}.yml", f"edge-{i}", tokens / f"edge-{i}.token", viewers)
+    code, _, err = fleet("--check", *base, "--exporter.config", str(configs))
+    assert (code, err) == (0, ""), err  # one viewer token shared by the fleet is fine
+
+    # edge-2 reads edge-1's webhook token as its viewer token; edge-3's viewer token file is missing.
+    _exporter_config(configs / "edge-2.yml", "edge-2", tokens / "edge-2.token", tokens / "edge-1.token")
+    _exporter_config(configs / "edge-3.yml", "edge-3", tokens / "edge-3.token", fleet_dir / "missing.token")
+    code, _, err = fleet("--check", *base, "--exporter.config", str(configs))
+    assert code == 1
+    problems = err.splitlines()
+    assert len(problems) == 2, err
+    assert "node edge-2: exporter config" in problems[0]
+    assert "viewers.api.token_file holds node edge-1's webhook token" in problems[0]
+    assert "node edge-3: exporter config" in problems[1]
+    assert f"viewers.api.token_file: {fleet_dir / 'missing.token'} does not exist" in problems[1]
+    assert (tokens / "edge-1.token").read_text().strip() not in err, "a check never prints a token"
 
 
 def test_bad_targets_are_listed_together(tmp_path: Path) -> None:

@@ -161,16 +161,17 @@ def viewers() -> Iterator[Callable[..., Viewer]]:
 
 
 def _config(tmp: Path, origin: Origin, **viewers: object) -> Path:
-    token = tmp / "token"
+    """A host that shows live viewers and takes no restarts: no actions section, the viewer API opened by its
+    read-only token alone (as Grafana reads it)."""
+    token = tmp / "viewers.token"
     token.write_text(TOKEN + "\n")
     path = tmp / "exporter.yml"
     path.write_text(yaml.safe_dump({
         "sample_interval": "1s",
         "streams": {"static": [{"id": "7", "name": "Seven"}]},
         "viewers": {"ports": [origin.port], "access_log": {"path": str(origin.access_log), "preset": "panelx"},
-                    "sharing": {"max_ips": 2, "max_countries": 1}, **viewers},
+                    "sharing": {"max_ips": 2, "max_countries": 1}, "api": {"token_file": str(token)}, **viewers},
         "geo": {"city_db": str(origin.city_db), "asn_db": str(origin.asn_db)},
-        "actions": {"token_file": str(token), "dry_run": True, "journal": str(tmp / "actions.sqlite")},
     }))
     return path
 
@@ -210,7 +211,7 @@ def test_viewers_by_stream_place_and_bytes(
     assert _value(s, "iptv_connections_isp", asn="3320", isp="Deutsche Telekom AG") == 2
     exp.wait_for(lambda s: _value(s, "iptv_lines_sharing_suspected") == 1, "alice's line seen from NL and DE")
 
-    # The API: bearer token, one row per client on the stream, joined with its socket.
+    # The API: the read-only bearer token, one row per client on the stream, joined with its socket.
     assert _api(exp, "/api/connections", token=None).status_code == 401
     assert _api(exp, "/api/connections", token="wrong").status_code == 401
     rows = _api(exp, "/api/connections?stream=7").json()

@@ -1,4 +1,4 @@
-"""exporter.web.auth: the one bearer token of every API endpoint."""
+"""exporter.web.auth: the bearer tokens of the API endpoints (the webhook's and the read-only viewer token)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 import resource
 from pathlib import Path
 
+import pytest
+
+from exporter.errors import TokenFileError
 from exporter.web.auth import BearerToken
 from tests.actions_support import write_token
 
@@ -52,3 +55,21 @@ def test_a_token_that_could_not_be_read_is_read_again_at_the_next_request(tmp_pa
     assert not refused  # it could not be read: denied
     assert tf.check(f"Bearer {new}")  # descriptors free again: read, accepted
     assert tf.quick_check(f"Bearer {new}") is True
+
+
+def test_load_names_the_key_and_same_secret_compares_contents(tmp_path: Path) -> None:
+    viewer = BearerToken(tmp_path / "viewers.token", key="viewers.api.token_file", needed_by="the viewer API",
+                         or_else="remove viewers.api")
+    with pytest.raises(TokenFileError, match=r"^viewers\.api\.token_file: .*viewers\.token: does not exist: the "
+                                             r"viewer API needs a token .*or remove viewers\.api\)$"):
+        viewer.load()
+    webhook = BearerToken(tmp_path / "token")
+    secret = write_token(tmp_path / "token")
+    webhook.load()
+    assert not viewer.same_secret(webhook) and not webhook.same_secret(viewer)  # unusable is nobody's secret
+    write_token(tmp_path / "viewers.token", "other-" + secret)
+    viewer.load()
+    assert not viewer.same_secret(webhook)
+    write_token(tmp_path / "viewers.token", secret + "   ")  # the same token once stripped
+    viewer.load()
+    assert viewer.same_secret(webhook) and webhook.same_secret(viewer)

@@ -27,6 +27,7 @@ from exporter.actions.verify import Verifier
 from exporter.actions.worker import ActionWorker
 from exporter.config import Config
 from exporter.config.actions import HttpAction
+from exporter.errors import TokenFileError
 from exporter.sampler import Sampler
 from exporter.sources.discovery import rules_from_config
 from exporter.web.auth import BearerToken
@@ -75,7 +76,10 @@ def build_actions(config: Config, sampler: Sampler) -> ActionsComponent:
     token: BearerToken | None = None
     if actions.token_file is not None:
         token = BearerToken(actions.token_file)
-        token.load()
+        try:
+            token.load()
+        except TokenFileError as exc:
+            raise ActionsError(str(exc)) from None
     elif actions.dry_run:
         log.warning("actions: dry run without token_file: the webhook accepts unauthenticated requests")
     belongs = belongs_to_stream(rules_from_config(config))

@@ -77,6 +77,14 @@ class PanelDb(Section):
         return live, users, self.database or database
 
 
+class ViewerApi(Section):
+    """``viewers.api``: the read-only bearer token of ``GET /api/connections`` and ``GET /api/lines/sharing``."""
+
+    token_file: Path
+    """Accepted by the viewer API only, never by the webhook or the action API: the token to give Grafana.
+    With it the viewer API is served without an ``actions`` section too (docs/viewers.md#api)."""
+
+
 class Viewers(Section):
     ports: list[int] = Field(default_factory=lambda: [80, 8080, 25461])
     """Local ports whose established TCP peers are viewers; empty: no socket sampling."""
@@ -92,6 +100,8 @@ class Viewers(Section):
     """Bound on tracked (client, stream) sessions: the oldest are dropped past it (a flood of fake clients)."""
     panel_db: PanelDb | None = None
     """Viewers from the panel's live-connections table instead of the access log (XUI.one / XC_VM / Xtream)."""
+    api: ViewerApi | None = None
+    """The viewer API's own read-only token; without it only ``actions.token_file`` opens that API."""
 
     @model_validator(mode="before")
     @classmethod

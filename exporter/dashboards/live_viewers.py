@@ -1,7 +1,7 @@
 """IPTV / Live viewers: who watches now, row by row, from the exporter's ``GET /api/connections``.
 
 The table reads the exporter's JSON through the Infinity datasource plugin (provisioned in
-grafana/provisioning/datasources/viewers-api.yml with the exporter's bearer token), not Prometheus: IPs,
+grafana/provisioning/datasources/viewers-api.yml with the exporter's read-only viewer token), not Prometheus: IPs,
 lines and user agents never become metric labels. The exporter to ask is chosen by the `instance`
 variable (the scrape address Prometheus knows, e.g. ``edge-1:9756``); `stream` and `country` are passed to
 the API as its filters, so links from other dashboards open this table filtered.

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from exporter.config import load_config
+from exporter.config import Config, load_config
 from exporter.errors import ConfigError
 from exporter.fleet.alertmanager import Wiring, credentials_path, receiver_name
 from exporter.fleet.targets import FleetNode
@@ -65,6 +65,19 @@ def check_tokens(nodes: Sequence[FleetNode], tokens_dir: Path) -> tuple[dict[str
     return digests, problems
 
 
+def _viewer_token_problems(node: str, path: Path, config: Config, digests: Mapping[str, str]) -> list[str]:
+    """The read-only viewer token (``viewers.api.token_file``, Grafana's; one may serve the whole fleet) is
+    readable and is no node's webhook token: else Grafana's editors could restart that node's streams."""
+    if config.viewers.api is None:
+        return []
+    digest, problem = read_token(config.viewers.api.token_file, private=False)
+    if digest is None:
+        return [f"node {node}: exporter config {path}: viewers.api.token_file: {problem}"]
+    return [f"node {node}: exporter config {path}: viewers.api.token_file holds node {owner}'s webhook token: the "
+            "read-only token must be none of the webhook tokens" for owner, webhook in digests.items()
+            if webhook == digest]
+
+
 def check_exporters(nodes: Sequence[FleetNode], configs: Sequence[Path], digests: Mapping[str, str]) -> list[str]:
     """Each exporter config names a node of the targets and reads that node's token; every node has a config."""
     problems = []
@@ -85,6 +98,7 @@ def check_exporters(nodes: Sequence[FleetNode], configs: Sequence[Path], digests
             problems.append(f"node {node}: exporter config {path} says `node: {node}` but the targets do not list it"
                             f"{_near(node, names)}: every alert for this exporter would be refused as another node's")
             continue
+        problems += _viewer_token_problems(node, path, config, digests)
         if config.actions is None or config.actions.token_file is None:
             problems.append(f"node {node}: exporter config {path} has no actions.token_file: it takes no restarts")
             continue

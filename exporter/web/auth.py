@@ -1,11 +1,14 @@
-"""The bearer token that guards every API: the webhook, the action journal and the viewers API.
+"""The bearer tokens that guard every API: the webhook, the action journal and the viewers API.
 
-One token file (``actions.token_file``), one :class:`BearerToken` read through :class:`WatchedFile`, shared
-by every endpoint behind it, so a rotated token is seen by all of them on the next request, with no
-restart. An unreadable or emptied file denies every request until it is fixed; at start-up the exporter
-refuses to run without a usable token (only ``actions.dry_run`` may run without one, which the config
-checks). The comparison is of SHA-256 digests with :func:`hmac.compare_digest`: constant time, and equal
-length whatever was sent, so it reveals nothing of the token's length either.
+Two token files, each one :class:`BearerToken` read through :class:`WatchedFile`. ``actions.token_file``
+guards everything: the webhook (restarts), the action journal and, so existing configs keep working, the
+viewer API. ``viewers.api.token_file`` is read-only: the viewer API accepts it, nothing that acts does
+(Grafana holds this one, docs/security.md#who-holds-it). A token object is shared by every endpoint behind
+it, so a rotated token is seen by all of them on the next request, with no restart. An unreadable or
+emptied file denies every request until it is fixed; at start-up the exporter refuses to run without a
+usable token (only ``actions.dry_run`` may run without one, which the config checks). The comparison is of
+SHA-256 digests with :func:`hmac.compare_digest`: constant time, and equal length whatever was sent, so it
+reveals nothing of the token's length either.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from exporter.errors import TokenFileError
 from exporter.watchedfile import WatchedFile
 from exporter.web.errorbody import error_response
 
@@ -35,27 +39,34 @@ def _digest(path: Path) -> bytes:
 
 
 class BearerToken:
-    """The shared token, re-read whenever its file changes.
+    """One token, re-read whenever its file changes.
 
     :meth:`quick_check` is the per-request path on the event loop: one ``stat`` and a digest comparison,
     no read. Only when the file changed (or is unusable) does :meth:`authorized` fall back to
-    :meth:`check`, which reads it, in a thread.
+    :meth:`check`, which reads it, in a thread. ``key`` (the config key naming the file), ``needed_by`` and
+    ``or_else`` only word the start-up error.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, key: str = "actions.token_file", needed_by: str = "the webhook",
+                 or_else: str = "set actions.dry_run") -> None:
         self.path = path
-        self._file = WatchedFile(path, _digest, what="bearer token file",
+        self._key = key
+        self._needed_by = needed_by
+        self._or_else = or_else
+        self._file = WatchedFile(path, _digest, what=f"bearer token file ({key})",
                                  logger=log, level=logging.ERROR)
 
     def load(self) -> None:
         """At start-up: the file must exist and hold a token, else the exporter does not start."""
-        # Imported here: exporter.actions imports this module, and its package __init__ builds the receiver.
-        from exporter.actions.errors import ActionsError
-
         self._file.refresh()
         if self._file.value is None:
-            raise ActionsError(f"actions.token_file: {self.path}: {self._file.problem}: the webhook needs a token "
-                               f"(write one, e.g. `openssl rand -hex 32 > {self.path}`, or set actions.dry_run)")
+            raise TokenFileError(f"{self._key}: {self.path}: {self._file.problem}: {self._needed_by} needs a token "
+                                 f"(write one, e.g. `openssl rand -hex 32 > {self.path}`, or {self._or_else})")
+
+    def same_secret(self, other: BearerToken) -> bool:
+        """Whether both files, as last read, hold the same token (a read-only token that is the webhook's is not
+        read-only). Not constant time: both are our own secrets, nothing a client sent."""
+        return self._file.value is not None and self._file.value == other._file.value
 
     def check(self, header: str | None) -> bool:
         """Whether ``header`` carries the token; stats the file and reads it if it changed (may block)."""

@@ -1,10 +1,12 @@
 """Who is watching now, as JSON for a Grafana table: ``GET /api/connections`` and ``GET /api/lines/sharing``.
 
 Both answer with a flat JSON array of objects (what the Grafana JSON / Infinity datasources turn into a
-table). They show client IPs and usernames, so they sit behind the same bearer token as the action API
-(``actions.token_file``; exporter.web.auth, one token shared by both) and exist only when that token is
-configured: without one they answer 404, like any unknown path. A missing or wrong token answers 401.
-Passwords never appear: the access-log source keeps no paths.
+table). They show client IPs and usernames, so they sit behind a bearer token (exporter.web.auth): the
+read-only ``viewers.api.token_file``, the one to give Grafana, or the action API's ``actions.token_file``
+(the same object as the webhook's, so a rotation reaches both; accepted so that configs from before the
+read-only token keep working, and it gives its holder nothing more: it can already restart streams). The
+read-only token opens nothing else. Without either token they answer 404, like any unknown path; a
+missing or wrong token answers 401. Passwords never appear: the access-log source keeps no paths.
 
 ``/api/connections`` joins the two halves of a viewer: the access log says which client (IP + user agent)
 watches which stream on which line, the kernel's sockets say how long the connection has been up and how
@@ -24,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from exporter.config import Config
+from exporter.errors import TokenFileError
 from exporter.geo import GeoInfo, Lookup
 from exporter.snapshot import Snapshot
 from exporter.sources.sockets import Connection
@@ -116,13 +120,35 @@ def sharing_rows(snap: Snapshot) -> list[Row]:
     ]
 
 
-class ViewersApi:
-    """The Component serving both endpoints from the latest snapshot (no I/O but geo's cached lookups)."""
+def read_only_token(config: Config, webhook: BearerToken | None) -> BearerToken | None:
+    """``viewers.api.token_file``, loaded (None when not configured); TokenFileError when the exporter must not
+    start: the file is unusable, or it holds the webhook's token (``webhook``, already loaded), which would make
+    the "read-only" token open the webhook too. ``run`` and ``check-config`` both call this."""
+    api = config.viewers.api
+    if api is None:
+        return None
+    token = BearerToken(api.token_file, key="viewers.api.token_file", needed_by="the viewer API",
+                        or_else="remove viewers.api")
+    token.load()
+    if webhook is not None and token.same_secret(webhook):
+        raise TokenFileError(f"viewers.api.token_file: {api.token_file} holds the same token as actions.token_file: "
+                             "the read-only token must be a secret of its own, else whoever reads the viewers can "
+                             f"restart streams (write one, e.g. `openssl rand -hex 32 > {api.token_file}`)")
+    return token
 
-    def __init__(self, get_snapshot: Callable[[], Snapshot], token: BearerToken,
+
+class ViewersApi:
+    """The Component serving both endpoints from the latest snapshot (no I/O but geo's cached lookups).
+
+    ``tokens``: each one opens both endpoints (the read-only token and/or the webhook's).
+    """
+
+    def __init__(self, get_snapshot: Callable[[], Snapshot], tokens: Sequence[BearerToken],
                  lookup: Lookup, clock: Callable[[], float] = time.time) -> None:
+        if not tokens:
+            raise ValueError("the viewer API needs a token: it lists viewers' IPs and usernames")
         self._get = get_snapshot
-        self.token = token
+        self.tokens = tuple(tokens)
         self._lookup = lookup
         self._clock = clock
 
@@ -140,7 +166,8 @@ class ViewersApi:
         return None
 
     def _denied(self, request: Request) -> Response | None:
-        return None if self.token.check(request.headers.get("authorization")) else unauthorized()
+        header = request.headers.get("authorization")
+        return None if any(token.check(header) for token in self.tokens) else unauthorized()
 
     def connections(self, request: Request) -> Response:
         denied = self._denied(request)
