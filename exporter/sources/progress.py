@@ -161,12 +161,29 @@ def is_url(target: str) -> bool:
 
 
 @dataclass
-class _FileState:
-    """Where we are in one stream's progress file, and what it counted so far."""
+class FileState:
+    """Where we are in one stream's progress file (or stats log), and what it counted so far."""
 
     tracker: ProgressTracker
     inode: tuple[int, int] | None = None
     offset: int = 0
+
+
+def read_new_logged(what: str, stream: str, path: str, state: FileState,
+                    unreadable: set[str]) -> tuple[str, int, float, bool] | None:
+    """:func:`read_new` for ``state``'s file: (text, offset of text, mtime, new_run), its inode noted in
+    ``state``; None when it cannot be read, logged once per path (INFO when missing), not every round."""
+    try:
+        text, inode, start, mtime, new_run = read_new(path, state.inode, state.offset)
+    except OSError as exc:
+        if path not in unreadable:
+            level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
+            log.log(level, "%s unreadable stream=%s path=%s error=%s", what, stream, path, exc.strerror)
+            unreadable.add(path)
+        return None
+    unreadable.discard(path)
+    state.inode = inode
+    return text, start, mtime, new_run
 
 
 def read_new(path: str, inode: tuple[int, int] | None, offset: int) -> tuple[str, tuple[int, int], int, float, bool]:
@@ -200,7 +217,7 @@ class ProgressSource:
 
     def __init__(self, store: ProgressStore | None = None) -> None:
         self.store = store if store is not None else ProgressStore()
-        self._files: dict[str, _FileState] = {}
+        self._files: dict[str, FileState] = {}
         self._file_skipped = 0
         self._unreadable: set[str] = set()
 
@@ -213,20 +230,15 @@ class ProgressSource:
     def _read_file(self, stream: str, path: str) -> StreamProgress | None:
         state = self._files.get(stream)
         if state is None:
-            state = self._files[stream] = _FileState(ProgressTracker(stream, "file"))
-        try:
-            text, inode, start, mtime, new_run = read_new(path, state.inode, state.offset)
-        except OSError as exc:
-            if path not in self._unreadable:  # once per path, not every round
-                level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
-                log.log(level, "progress file unreadable stream=%s path=%s error=%s", stream, path, exc.strerror)
-                self._unreadable.add(path)
+            state = self._files[stream] = FileState(ProgressTracker(stream, "file"))
+        read = read_new_logged("progress file", stream, path, state, self._unreadable)
+        if read is None:
             return state.tracker.view() if state.tracker.updated_at > 0 else None
-        self._unreadable.discard(path)
+        text, start, mtime, new_run = read
         if new_run:
             state.tracker.new_run()
         parsed = parse_blocks(text)
-        state.inode, state.offset = inode, start + parsed.consumed
+        state.offset = start + parsed.consumed
         for block in parsed.blocks:
             state.tracker.feed(block, mtime)
         self._file_skipped += parsed.skipped

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from exporter.sources import SampleContext
-from exporter.sources.progress import ProgressTracker, StreamProgress, read_new
+from exporter.sources.progress import FileState, ProgressTracker, StreamProgress, read_new_logged
 from exporter.sources.progress_blocks import Block, count_value, out_time_value, rate_value, speed_value
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,6 @@ class StatsLogResult:
     skipped_lines_total: int
 
 
-@dataclass
-class _LogState:
-    tracker: ProgressTracker
-    inode: tuple[int, int] | None = None
-    offset: int = 0
-
-
 class StatsLogSource:
     """Per stream of the inventory: the statistics lines of the log that ``pattern`` names for it."""
 
@@ -115,7 +108,7 @@ class StatsLogSource:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self._logs: dict[str, _LogState] = {}
+        self._logs: dict[str, FileState] = {}
         self._skipped = 0
         self._unreadable: set[str] = set()
 
@@ -128,20 +121,14 @@ class StatsLogSource:
     def _read(self, stream: str, path: str) -> StreamProgress | None:
         state = self._logs.get(stream)
         if state is None:
-            state = self._logs[stream] = _LogState(ProgressTracker(stream, "stats"))
-        try:
-            text, inode, start, mtime, _new_file = read_new(path, state.inode, state.offset)
-        except OSError as exc:
-            if path not in self._unreadable:  # once per path, not every round
-                level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
-                log.log(level, "stats log unreadable stream=%s path=%s error=%s", stream, path, exc.strerror)
-                self._unreadable.add(path)
-        else:
-            self._unreadable.discard(path)
+            state = self._logs[stream] = FileState(ProgressTracker(stream, "stats"))
+        read = read_new_logged("stats log", stream, path, state, self._unreadable)
+        if read is not None:
+            text, start, mtime, _new_file = read
             # A new or truncated file is no sign of a new run here, unlike a progress file: logrotate renames
             # or truncates a log under a running ffmpeg, whose frame count goes on. A count that falls is.
             parsed = parse_stats(text)
-            state.inode, state.offset = inode, start + parsed.consumed
+            state.offset = start + parsed.consumed
             for report in parsed.reports:
                 state.tracker.feed(report, mtime)
             self._skipped += parsed.skipped
