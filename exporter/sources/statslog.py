@@ -22,7 +22,6 @@ truncated file, at most the newest 64 KiB per round, its mtime as the report's t
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ from types import MappingProxyType
 from exporter.sources import SampleContext
 from exporter.sources.progress import FileState, ProgressTracker, StreamProgress, read_new_logged
 from exporter.sources.progress_blocks import Block, count_value, out_time_value, rate_value, speed_value
-
-log = logging.getLogger(__name__)
 
 _END = re.compile(r"[\r\n]")
 """ffmpeg ends an update with ``\\r`` and its last report (and every other stderr line) with ``\\n``."""

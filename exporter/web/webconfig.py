@@ -229,13 +229,6 @@ def settings_for(cfg: WebConfigFile, where: str = "web config") -> WebSettings:
     return WebSettings(cfg, BasicAuth(cfg.basic_auth_users), headers, limiter, context)
 
 
-def load_web_config(path: str | Path) -> WebConfigFile:
-    """Read and validate the file, and build its TLS context: every problem before serving."""
-    cfg = read_web_config(path)
-    settings_for(cfg, str(path))
-    return cfg
-
-
 class StaticWebConfig:
     """Settings that never change (tests, and apps built from a parsed file)."""
 
